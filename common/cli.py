@@ -1,0 +1,121 @@
+"""Command-line conventions shared by every ``train.py`` / ``eval.py``.
+
+    python train.py --cfg configs/ffhq2k.yaml --set train.kimg=5000 --outdir runs/ --seed 0 --device cuda
+    python train.py --resume runs/insgen/00003-ffhq2k          # continue that run in place
+
+Options (:func:`common_options`): ``--cfg``, repeated ``--set``, ``--outdir``, ``--resume``, ``--seed``, ``--device``.
+Runs go to ``<outdir>/<NNNNN>-<cfgname>`` (default outdir ``runs/<pkg>``); the number is one past the highest
+existing one and the directory is created exclusively, so two runs never share or overwrite a directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from common import dist
+from common.config import ConfigError, load_config, save_config
+
+F = TypeVar("F", bound=Callable[..., Any])
+RESOLVED_CONFIG = "config.yaml"
+_RUN_DIR = re.compile(r"^(\d{5})-")
+
+
+def common_options(func: F) -> F:
+    """Add the shared options to a click command (they arrive as keyword arguments of the same names)."""
+    options = [
+        click.option("--cfg", "cfg", type=click.Path(dir_okay=False), default=None, help="YAML config file."),
+        click.option(
+            "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable)."
+        ),
+        click.option(
+            "--outdir", type=click.Path(file_okay=False), default=None, help="Parent of run dirs [runs/<pkg>]."
+        ),
+        click.option("--resume", type=click.Path(exists=True), default=None, help="Run dir or snapshot to continue."),
+        click.option("--seed", type=int, default=None, help="Random seed (overrides the config's)."),
+        click.option("--device", default=None, help="cpu, cuda or cuda:N [auto: cuda if available]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def config_name(cfg_path: str | os.PathLike | None) -> str:
+    """The run-dir suffix for a config file: its stem, or 'default'."""
+    return Path(cfg_path).stem if cfg_path else "default"
+
+
+def next_run_dir(outdir: str | os.PathLike, name: str) -> Path:
+    """Create and return ``outdir/<NNNNN>-<name>`` with NNNNN one past the highest existing run number."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in outdir.iterdir() if (m := _RUN_DIR.match(p.name))]
+    run_id = max(numbers, default=-1) + 1
+    while True:
+        run_dir = outdir / f"{run_id:05d}-{name}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:  # another process took this number meanwhile
+            run_id += 1
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What a CLI needs after parsing its shared options."""
+
+    cfg: Any
+    run_dir: Path
+    resume_from: Path | None
+    info: dist.DistInfo
+
+
+def setup_run(
+    schema: type,
+    package: str,
+    cfg: str | None,
+    overrides: Sequence[str],
+    outdir: str | None,
+    resume: str | None,
+    seed: int | None,
+    device: str | None,
+    seed_key: str = "seed",
+) -> RunSetup:
+    """Load and validate the config, initialise distributed mode, seed this rank and create the run dir.
+
+    Resuming a run dir reuses it and its saved ``config.yaml`` (``--cfg``/``--set`` then apply on top); resuming a
+    snapshot file starts a new run dir. Config errors become ``click.UsageError`` so users see one clear line.
+    """
+    resume_path = Path(resume) if resume else None
+    if cfg is None and resume_path is not None and resume_path.is_dir():
+        cfg = str(resume_path / RESOLVED_CONFIG)
+    try:
+        config = load_config(schema, cfg, overrides)
+        if seed is not None:
+            config = _with_seed(config, seed_key, seed)
+    except ConfigError as err:
+        raise click.UsageError(str(err)) from None
+    info = dist.init_distributed(device)
+    dist.seed_all(getattr(config, seed_key, 0))
+    if resume_path is not None and resume_path.is_dir():
+        run_dir = resume_path
+    else:
+        run_dir = Path(outdir or Path("runs") / package)
+        run_dir = dist.broadcast_object(next_run_dir(run_dir, config_name(cfg)) if info.is_main else None)
+    if info.is_main:
+        save_config(config, run_dir / RESOLVED_CONFIG)
+        dist.print0(f"run dir: {run_dir}")
+    return RunSetup(cfg=config, run_dir=Path(run_dir), resume_from=resume_path, info=info)
+
+
+def _with_seed(config: Any, seed_key: str, seed: int) -> Any:
+    if seed_key not in {f.name for f in dataclasses.fields(config)}:
+        raise ConfigError(f"--seed given but the config has no '{seed_key}' key")
+    return dataclasses.replace(config, **{seed_key: seed})
