@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -49,20 +50,27 @@ def write_image_archive(
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
     names: list[str] = []
-    if dest.suffix.lower() == ".zip":
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+    try:
+        if dest.suffix.lower() == ".zip":
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+                for idx, image in enumerate(images):
+                    names.append(archive_name(idx))
+                    zf.writestr(names[-1], encode_png(np.asarray(image)))
+                zf.writestr("dataset.json", _labels_json(names, labels))
+        else:
+            tmp.mkdir(parents=True, exist_ok=False)
             for idx, image in enumerate(images):
                 names.append(archive_name(idx))
-                zf.writestr(names[-1], encode_png(np.asarray(image)))
-            zf.writestr("dataset.json", _labels_json(names, labels))
-    else:
-        tmp.mkdir(parents=True, exist_ok=False)
-        for idx, image in enumerate(images):
-            names.append(archive_name(idx))
-            path = tmp / names[-1]
-            path.parent.mkdir(exist_ok=True)
-            path.write_bytes(encode_png(np.asarray(image)))
-        (tmp / "dataset.json").write_text(_labels_json(names, labels))
+                path = tmp / names[-1]
+                path.parent.mkdir(exist_ok=True)
+                path.write_bytes(encode_png(np.asarray(image)))
+            (tmp / "dataset.json").write_text(_labels_json(names, labels))
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, dest)
     return dest
 
