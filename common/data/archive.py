@@ -49,6 +49,7 @@ def write_image_archive(
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
+    _remove(tmp)  # left by a writer that was killed
     names: list[str] = []
     try:
         if dest.suffix.lower() == ".zip":
@@ -66,13 +67,17 @@ def write_image_archive(
                 path.write_bytes(encode_png(np.asarray(image)))
             (tmp / "dataset.json").write_text(_labels_json(names, labels))
     except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp)
-        else:
-            tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
     os.replace(tmp, dest)
     return dest
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _labels_json(names: list[str], labels: Sequence | None) -> str:
