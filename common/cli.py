@@ -10,10 +10,11 @@ existing one and the directory is created exclusively, so two runs never share o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,10 @@ from typing import Any, TypeVar
 import click
 
 from common import dist
+from common.checkpoint import CheckpointError
 from common.config import ConfigError, load_config, save_config
+from common.data import DatasetError
+from common.threads import configure_threads
 
 F = TypeVar("F", bound=Callable[..., Any])
 RESOLVED_CONFIG = "config.yaml"
@@ -92,6 +96,7 @@ def setup_run(
 
     Resuming a run dir reuses it and its saved ``config.yaml`` (``--cfg``/``--set`` then apply on top); resuming a
     snapshot file starts a new run dir. Config errors become ``click.UsageError`` so users see one clear line.
+    CPU threads are set by :func:`common.threads.configure_threads` (1 unless ``GENFORCE_NUM_THREADS`` says).
     """
     resume_path = Path(resume) if resume else None
     if cfg is None and resume_path is not None and resume_path.is_dir():
@@ -102,6 +107,7 @@ def setup_run(
             config = _with_seed(config, seed_key, seed)
     except ConfigError as err:
         raise click.UsageError(str(err)) from None
+    configure_threads()
     info = dist.init_distributed(device)
     dist.seed_all(getattr(config, seed_key, 0))
     if resume_path is not None and resume_path.is_dir():
@@ -113,6 +119,15 @@ def setup_run(
         save_config(config, run_dir / RESOLVED_CONFIG)
         dist.print0(f"run dir: {run_dir}")
     return RunSetup(cfg=config, run_dir=Path(run_dir), resume_from=resume_path, info=info)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors users cause (bad config, dataset or checkpoint) into one ``Error: ...`` line, exit 1."""
+    try:
+        yield
+    except (ConfigError, DatasetError, CheckpointError) as err:
+        raise click.ClickException(str(err)) from None
 
 
 def _with_seed(config: Any, seed_key: str, seed: int) -> Any:

@@ -67,3 +67,21 @@ def test_config_errors_are_one_line_usage_errors(tmp_path, args, message):
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_user_errors_become_one_line_click_errors(tmp_path):
+    from common.checkpoint import load_checkpoint
+    from common.cli import user_errors
+    from common.data import ImageDataset
+
+    @click.command()
+    @click.option("--what")
+    def run(what):
+        with user_errors():
+            if what == "data":
+                ImageDataset(tmp_path / "nope.zip")
+            load_checkpoint(tmp_path / "nope.pt")
+
+    for what, message in (("data", "dataset path"), ("ckpt", "no checkpoint file")):
+        result = CliRunner().invoke(run, ["--what", what])
+        assert result.exit_code == 1 and f"Error: {message}" in result.output and "Traceback" not in result.output
