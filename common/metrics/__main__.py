@@ -105,7 +105,7 @@ def _run(metric: str, default_extractor: str, default_max_real: int | None,
               "num_fake": num_fake, "num_real": num_real, "fake": opts["fake"] or opts["network"],
               "real": opts["real"], "num_gpus": dist.get_world_size(), "seconds": round(time.time() - start, 1)}
     values = "  ".join(f"{k} {v:.6g}" for k, v in results.items())
-    dist.print0(f"{label}: {values}  ({extractor.protocol}; {num_fake} fake vs {num_real} real; "
+    dist.print0(f"{values}  ({extractor.protocol}; {num_fake} fake vs {num_real} real; "
                 f"{record['seconds']} s)")
     if opts["out"] and dist.get_rank() == 0:
         with open(Path(opts["out"]), "a") as f:

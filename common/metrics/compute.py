@@ -117,10 +117,11 @@ def real_stats(
     if cache:
         cached = FeatureStats.load(path) if dist.get_rank() == 0 and path.is_file() else None
         if dist.broadcast_object(cached is not None and (cached.capture_all or not capture_all)):
+            dist.print0(f"real statistics from the cache {path}")
             return cached if cached is not None else FeatureStats.load(path)
     stats = dataset_features(dataset, extractor, max_items, capture_all, **kwargs)
     if cache and dist.get_rank() == 0:
-        stats.save(path, key)
+        dist.print0(f"real statistics cached in {stats.save(path, key)}")
     dist.barrier()
     return stats
 

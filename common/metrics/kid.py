@@ -23,8 +23,7 @@ def kernel_inception_distance(
     seed: int = 0,
 ) -> float:
     """KID between ``real_features`` ``(Nr, D)`` and ``fake_features`` ``(Nf, D)``."""
-    real = np.asarray(real_features, dtype=np.float64)
-    fake = np.asarray(fake_features, dtype=np.float64)
+    real, fake = np.asarray(real_features), np.asarray(fake_features)  # subsets are cast to float64 below
     d = real.shape[1]
     m = min(len(real), len(fake), max_subset_size)
     if m < 2:
@@ -32,8 +31,8 @@ def kernel_inception_distance(
     rng = np.random.default_rng(seed)
     total = 0.0
     for _ in range(num_subsets):
-        x = fake[rng.choice(len(fake), m, replace=False)]
-        y = real[rng.choice(len(real), m, replace=False)]
+        x = fake[rng.choice(len(fake), m, replace=False)].astype(np.float64)
+        y = real[rng.choice(len(real), m, replace=False)].astype(np.float64)
         within = (x @ x.T / d + 1.0) ** 3 + (y @ y.T / d + 1.0) ** 3
         across = (x @ y.T / d + 1.0) ** 3
         total += (within.sum() - np.trace(within)) / (m - 1) - 2.0 * across.sum() / m

@@ -16,9 +16,8 @@ from torch import Tensor
 
 
 def _distances(rows: Tensor, cols: Tensor, col_batch: int) -> Tensor:
-    """float16 Euclidean distances ``(len(rows), len(cols))`` computed blockwise in float32."""
-    blocks = [torch.cdist(rows.float(), c.float()) for c in cols.split(col_batch)]
-    return torch.cat(blocks, dim=1).half()
+    """float16 Euclidean distances ``(len(rows), len(cols))``, each column block computed in float32."""
+    return torch.cat([torch.cdist(rows.float(), c.float()).half() for c in cols.split(col_batch)], dim=1)
 
 
 def _coverage(manifold: Tensor, probes: Tensor, k: int, row_batch: int, col_batch: int) -> float:

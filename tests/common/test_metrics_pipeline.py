@@ -18,12 +18,20 @@ from torch import nn
 from common.data import ImageDataset, write_image_archive
 from common.data.synthetic import shapes
 from common.metrics import (
+    FIDInceptionV3,
+    InceptionExtractor,
     ProxyExtractor,
     compute_fid,
+    compute_is,
+    compute_kid,
+    compute_pr,
     dataset_features,
     fid_from_features,
     generator_features,
+    inception_score,
+    kernel_inception_distance,
     open_images,
+    precision_recall,
     real_stats,
 )
 from common.metrics.__main__ import main as metrics_cli
@@ -132,6 +140,22 @@ def test_compute_fid_on_images_equals_feature_level_fd(data):
     expected = fid_from_features(extractor.extract(_nchw(data["real"])).numpy(),
                                  extractor.extract(_nchw(data["fake"])).numpy())
     assert value == pytest.approx(expected, rel=1e-5)
+
+
+def test_kid_pr_is_pipelines_equal_feature_level_values(data):
+    extractor = ProxyExtractor(data["net"])
+    real, fake = ImageDataset(data["root"] / "real.zip"), open_images(data["root"] / "fake.npz")
+    real_f = dataset_features(real, extractor, capture_all=True, batch_size=16).features()
+    fake_f = dataset_features(fake, extractor, capture_all=True, batch_size=16).features()
+    kid = compute_kid(real, fake, extractor, cache=False, num_subsets=5, batch_size=16)
+    assert kid == pytest.approx(kernel_inception_distance(real_f, fake_f, num_subsets=5), rel=1e-5, abs=1e-6)
+    pr = compute_pr(real, fake, extractor, cache=False, batch_size=16)
+    assert pr == precision_recall(torch.from_numpy(real_f), torch.from_numpy(fake_f), k=3)
+
+    inception = InceptionExtractor(FIDInceptionV3().eval())  # random weights: the pipeline, not the number
+    mean, std = compute_is(fake, inception, num_gen=6, num_splits=2, batch_size=4)
+    probs = inception.probabilities(_nchw(data["fake"][:6])).numpy()
+    assert (mean, std) == pytest.approx(inception_score(probs, num_splits=2), rel=1e-4)
 
 
 def _cli(data, *args: str):
