@@ -142,7 +142,7 @@ class ImageFiles:
         pixels = np.asarray(self.open_image(idx))
         if pixels.ndim == 2:
             pixels = pixels[:, :, np.newaxis]
-        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        return np.array(pixels.transpose(2, 0, 1), order="C")  # a writable copy (PIL's buffer is read-only)
 
     def labels(self) -> np.ndarray | None:
         """The ``dataset.json`` labels of :attr:`names`, or None without the file or with ``"labels": null``.

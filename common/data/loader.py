@@ -28,7 +28,14 @@ def infinite_loader(
     batches do not depend on ``num_workers``. The official loop uses 3 workers and pinned memory on GPU.
     """
     sampler = InfiniteSampler(len(dataset), rank=rank, num_replicas=world_size, seed=seed, start=start)
+    # a private generator: creating the iterator draws a worker base seed, which must not consume the global
+    # torch RNG, or a resumed run (whose loader starts at another moment) would diverge from an uninterrupted one
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, pin_memory=pin_memory
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed),
     )
     yield from loader
