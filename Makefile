@@ -37,10 +37,16 @@ reproduce: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-# CUDA ops vs reference on a CUDA machine, then the benchmark tables.
+# CUDA ops vs reference on a CUDA machine, then the benchmark tables (ops, one paper256 G+D iteration).
 gpu-check: $(STAMP)
 	$(PY) -m common.ops.gpu_check
 	$(PY) -m common.ops.bench
+	$(PY) -m common.stylegan2.bench --device cuda --configs paper256 --batch 8
 
+# CPU benchmarks: ops reference path, StyleGAN2 iteration, Inception extraction (pytorch-fid comparison when
+# PYTORCH_FID=<folder where pytorch-fid is installed with pip --target>).
+PYTORCH_FID ?=
 bench: $(STAMP)
 	$(PY) -m common.ops.bench
+	$(PY) -m common.stylegan2.bench
+	$(PY) -m common.metrics.bench $(if $(PYTORCH_FID),--pytorch-fid $(PYTORCH_FID))

@@ -45,12 +45,10 @@ def test_single_process_env_gives_rank_zero_cpu(monkeypatch):
 
 
 def test_slurm_env_is_translated_for_env_init(monkeypatch):
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # _launch_env writes RANK etc.; keep them out of later tests
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("SLURM_PROCID", "5")
-    monkeypatch.setenv("SLURM_NTASKS", "8")
-    monkeypatch.setenv("SLURM_LOCALID", "1")
-    monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu-node7")
+        os.environ.pop(key, None)
+    os.environ.update(SLURM_PROCID="5", SLURM_NTASKS="8", SLURM_LOCALID="1", SLURM_JOB_NODELIST="gpu-node7")
     assert dist._launch_env() == (5, 8, 1)
     assert os.environ["RANK"] == "5" and os.environ["WORLD_SIZE"] == "8" and os.environ["LOCAL_RANK"] == "1"
     assert os.environ["MASTER_ADDR"] == "gpu-node7"

@@ -1,0 +1,159 @@
+"""Config schema of the StyleGAN2-ADA family and the official ``--cfg`` presets (spec §2.4).
+
+Preset YAML files live in ``common/stylegan2/configs/`` (``auto``, ``stylegan2``, ``paper256``, ``paper512``,
+``paper1024``, ``cifar``, ``tiny``); paper packages inherit them with ``base:``. Values a preset leaves ``null`` are
+derived from the resolution and GPU count exactly as the official ``train.py`` derives the ``auto`` config
+(:func:`resolve`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+PRESET_DIR = Path(__file__).with_name("configs")
+PRESETS = ("auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar", "tiny")
+
+
+@dataclass
+class DataConfig:
+    """Training data. ``source: path`` reads a StyleGAN2-ADA folder/zip; ``shapes``/``digits`` are generated offline."""
+
+    source: Literal["path", "shapes", "digits"] = "path"
+    path: str | None = None
+    resolution: int | None = None  # None: the dataset's; required for generated sources
+    num_images: int = 2000  # generated 'shapes' only
+    cond: bool = False  # use dataset.json labels
+    mirror: bool = False  # x-flips double the dataset
+    subset: int | None = None  # seeded random subset of this many images (official --subset)
+    workers: int = 3
+
+
+@dataclass
+class GeneratorConfig:
+    z_dim: int = 512
+    w_dim: int = 512
+    mapping_layers: int = 8
+    channel_base: int | None = 32768  # None ('auto'): 16384 below 512 px, 32768 from 512 px
+    channel_max: int = 512
+    num_fp16_res: int = 4
+    conv_clamp: float | None = 256
+
+
+@dataclass
+class DiscriminatorConfig:
+    architecture: Literal["resnet", "orig", "skip"] = "resnet"
+    channel_base: int | None = 32768
+    channel_max: int = 512
+    num_fp16_res: int = 4
+    conv_clamp: float | None = 256
+    mbstd_group_size: int | None = 4  # None ('auto'): min(batch_gpu, 4)
+    mbstd_num_channels: int = 1
+    freeze_layers: int = 0  # Freeze-D (official --freezed)
+
+
+@dataclass
+class LossConfig:
+    r1_gamma: float | None = 10.0  # None ('auto'): 0.0002 * res^2 / batch
+    pl_weight: float = 2.0
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
+    style_mixing_prob: float = 0.9
+
+
+@dataclass
+class OptimConfig:
+    g_lr: float | None = 0.002  # None ('auto'): 0.002 at 1024 px, else 0.0025
+    d_lr: float | None = 0.002
+    betas: tuple[float, float] = (0.0, 0.99)
+    eps: float = 1e-8
+    g_reg_interval: int = 4
+    d_reg_interval: int = 16
+
+
+@dataclass
+class AugmentConfig:
+    mode: Literal["ada", "noaug", "fixed"] = "ada"
+    p: float = 0.0  # initial p ('ada') or the fixed p ('fixed')
+    target: float = 0.6
+    pipe: str = "bgc"
+    interval: int = 4
+    kimg: float = 500.0  # official: 100 when resuming from a pretrained pickle
+
+
+@dataclass
+class TrainConfig:
+    total_kimg: float = 25000.0
+    batch: int | None = 32  # None ('auto'): max(min(gpus * min(4096 // res, 32), 64), gpus)
+    batch_gpu: int | None = None  # None: batch // gpus (fixed presets: batch // ref_gpus via the YAML)
+    ema_kimg: float | None = 10.0  # None ('auto'): batch * 10 / 32
+    ema_rampup: float | None = None
+    kimg_per_tick: float = 4.0
+    snap_ticks: int = 50  # snapshot + metrics every this many ticks
+    keep_snapshots: int = 3
+    metrics: list[str] = field(default_factory=lambda: ["fid50k_full"])  # see common/stylegan2/metrics.py
+    inception_weights: str | None = None  # FID weights file; None: $GENFORCE_INCEPTION_WEIGHTS or the cache
+    fp32: bool = False  # force fp32 everywhere (official --fp32)
+
+
+@dataclass
+class StyleGAN2Config:
+    """One StyleGAN2-ADA training run. Every field of a preset is visible here with its official default."""
+
+    preset: str = "stylegan2"
+    seed: int = 0
+    gpus: int = 1  # the GPU count the 'auto' derivations assume (official: --gpus)
+    data: DataConfig = field(default_factory=DataConfig)
+    G: GeneratorConfig = field(default_factory=GeneratorConfig)
+    D: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def preset_path(name: str) -> Path:
+    """The YAML file of an official preset."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown StyleGAN2 preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESET_DIR / f"{name}.yaml"
+
+
+def resolve(cfg: StyleGAN2Config, resolution: int, gpus: int | None = None) -> StyleGAN2Config:
+    """Fill the 'auto' (null) values from the resolution and GPU count, as the official ``train.py`` does.
+
+    batch = max(min(gpus * min(4096 // res, 32), 64), gpus); mbstd group = min(batch // gpus, 4);
+    channel_base = 32768 at >= 512 px else 16384; lr = 0.002 at >= 1024 px else 0.0025;
+    gamma = 0.0002 * res^2 / batch; ema_kimg = batch * 10 / 32; batch_gpu = batch // gpus.
+    """
+    gpus = cfg.gpus if gpus is None else gpus
+    train = cfg.train
+    batch = train.batch if train.batch is not None else max(min(gpus * min(4096 // resolution, 32), 64), gpus)
+    batch_gpu = train.batch_gpu if train.batch_gpu is not None else batch // gpus
+    if batch % (batch_gpu * gpus):
+        raise ValueError(f"train.batch {batch} must be a multiple of train.batch_gpu {batch_gpu} x gpus {gpus}")
+    base = 32768 if resolution >= 512 else 16384
+    lr = 0.002 if resolution >= 1024 else 0.0025
+    G = dataclasses.replace(cfg.G, channel_base=cfg.G.channel_base or base)
+    D = dataclasses.replace(
+        cfg.D,
+        channel_base=cfg.D.channel_base or base,
+        mbstd_group_size=cfg.D.mbstd_group_size if cfg.D.mbstd_group_size is not None else min(batch_gpu, 4),
+    )
+    loss = dataclasses.replace(
+        cfg.loss, r1_gamma=cfg.loss.r1_gamma if cfg.loss.r1_gamma is not None else 0.0002 * resolution**2 / batch
+    )
+    optim = dataclasses.replace(
+        cfg.optim,
+        g_lr=cfg.optim.g_lr if cfg.optim.g_lr is not None else lr,
+        d_lr=cfg.optim.d_lr if cfg.optim.d_lr is not None else lr,
+    )
+    train = dataclasses.replace(
+        train,
+        batch=batch,
+        batch_gpu=batch_gpu,
+        ema_kimg=train.ema_kimg if train.ema_kimg is not None else batch * 10 / 32,
+    )
+    return dataclasses.replace(cfg, gpus=gpus, G=G, D=D, loss=loss, optim=optim, train=train)

@@ -1,0 +1,41 @@
+"""``python -m common.stylegan2.train --cfg common/stylegan2/configs/tiny.yaml``: plain StyleGAN2-ADA training.
+
+Shared options: ``--cfg``, ``--set key=value``, ``--outdir``, ``--resume``, ``--seed``, ``--device``
+(see ``common/cli.py``). A preset name is accepted for ``--cfg`` too (``--cfg tiny``). Under ``torchrun`` every
+process trains one shard of each batch (DDP).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from common import dist
+from common.cli import common_options, setup_run, user_errors
+from common.stylegan2.config import PRESETS, StyleGAN2Config, preset_path
+from common.stylegan2.training import train
+
+
+@click.command()
+@common_options
+def main(
+    cfg: str | None,
+    overrides: tuple[str, ...],
+    outdir: str | None,
+    resume: str | None,
+    seed: int | None,
+    device: str | None,
+) -> None:
+    """Train StyleGAN2-ADA with a preset or config file."""
+    if cfg in PRESETS:
+        cfg = str(preset_path(cfg))
+    setup = setup_run(StyleGAN2Config, "stylegan2", cfg, overrides, outdir, resume, seed, device)
+    with user_errors():
+        state = train(setup.cfg, setup.run_dir, resume=setup.resume_from, device=setup.info.device)
+    dist.print0(f"done: {state.cur_nimg / 1000:.1f} kimg in {Path(setup.run_dir)}")
+    dist.cleanup()
+
+
+if __name__ == "__main__":
+    main()
