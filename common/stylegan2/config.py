@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from common.config import ConfigError
+
 PRESET_DIR = Path(__file__).with_name("configs")
 PRESETS = ("auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar", "tiny")
 
@@ -117,7 +119,7 @@ class StyleGAN2Config:
 def preset_path(name: str) -> Path:
     """The YAML file of an official preset."""
     if name not in PRESETS:
-        raise ValueError(f"unknown StyleGAN2 preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown StyleGAN2 preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESET_DIR / f"{name}.yaml"
 
 
@@ -133,7 +135,10 @@ def resolve(cfg: StyleGAN2Config, resolution: int, gpus: int | None = None) -> S
     batch = train.batch if train.batch is not None else max(min(gpus * min(4096 // resolution, 32), 64), gpus)
     batch_gpu = train.batch_gpu if train.batch_gpu is not None else batch // gpus
     if batch % (batch_gpu * gpus):
-        raise ValueError(f"train.batch {batch} must be a multiple of train.batch_gpu {batch_gpu} x gpus {gpus}")
+        raise ConfigError(
+            f"train.batch {batch} must be a multiple of train.batch_gpu {batch_gpu} x {gpus} process(es); set "
+            f"train.batch_gpu to a divisor of {batch // gpus} (gradients are accumulated over the rounds)"
+        )
     base = 32768 if resolution >= 512 else 16384
     lr = 0.002 if resolution >= 1024 else 0.0025
     G = dataclasses.replace(cfg.G, channel_base=cfg.G.channel_base or base)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from common.config import ConfigError
 from common.data import ImageDataset
 from common.metrics import build_extractor, compute_fid, compute_kid
 
@@ -31,7 +32,7 @@ def make_evaluator(
     names = [m for m in metrics if m != "none"]
     unknown = sorted(set(names) - set(METRICS))
     if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(unknown)} in train.metrics; choose from {', '.join(METRICS)}")
+        raise ConfigError(f"unknown metric(s) {', '.join(unknown)} in train.metrics; choose from {', '.join(METRICS)}")
     if not names:
         return None
     real = ImageDataset(dataset.path, resolution=dataset.resolution, use_labels=dataset.has_labels)  # full set

@@ -49,7 +49,7 @@ def main(cfg_name: str, res: int, cond: int, channels: int, gpus: int) -> None:
         cfg = resolve(cfg, res, gpus=gpus)
         G = build_generator(cfg, res, channels, cond)
         D = build_discriminator(cfg, res, channels, cond)
-    except (ConfigError, ValueError) as err:
+    except (ConfigError, ValueError) as err:  # ValueError: e.g. a resolution that is not a power of two
         raise click.UsageError(str(err)) from None
     click.echo(_table("G", block_rows(G, "")))
     click.echo(f"num_ws {G.num_ws}\n")

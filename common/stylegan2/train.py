@@ -13,6 +13,7 @@ import click
 
 from common import dist
 from common.cli import common_options, setup_run, user_errors
+from common.metrics import WeightsNotFoundError
 from common.stylegan2.config import PRESETS, StyleGAN2Config, preset_path
 from common.stylegan2.training import train
 
@@ -32,7 +33,10 @@ def main(
         cfg = str(preset_path(cfg))
     setup = setup_run(StyleGAN2Config, "stylegan2", cfg, overrides, outdir, resume, seed, device)
     with user_errors():
-        state = train(setup.cfg, setup.run_dir, resume=setup.resume_from, device=setup.info.device)
+        try:
+            state = train(setup.cfg, setup.run_dir, resume=setup.resume_from, device=setup.info.device)
+        except WeightsNotFoundError as err:
+            raise click.ClickException(str(err)) from None
     dist.print0(f"done: {state.cur_nimg / 1000:.1f} kimg in {Path(setup.run_dir)}")
     dist.cleanup()
 

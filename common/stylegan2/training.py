@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from common import checkpoint, dist
-from common.config import to_dict
+from common.config import ConfigError, to_dict
 from common.data import ImageDataset, infinite_loader
 from common.data.synthetic import digits_dataset, shapes_dataset
 from common.logging import Progress, ScalarLogger
@@ -115,7 +115,7 @@ def load_dataset(cfg: StyleGAN2Config) -> ImageDataset:
     data = cfg.data
     if data.source == "path":
         if not data.path:
-            raise ValueError("data.path is not set: pass --set data.path=/path/to/dataset.zip (or DATA= to make)")
+            raise ConfigError("data.path is not set: pass --set data.path=/path/to/dataset.zip (or DATA= to make)")
         path = data.path
     elif data.source == "digits":
         path = digits_dataset(resolution=data.resolution or 16)

@@ -141,3 +141,16 @@ def test_tiny_run_then_resume_is_bitwise_identical(tmp_path, monkeypatch):
         assert torch.equal(a[key], b[key]), key
     assert (tmp_path / "straight" / "stats.jsonl").exists()
     assert any((tmp_path / "straight").glob("fakes*.png"))
+
+
+def test_bad_settings_are_config_errors():
+    from common.config import ConfigError
+    from common.stylegan2.config import resolve
+    from common.stylegan2.training import load_dataset
+
+    cfg = load_config(StyleGAN2Config, preset_path("tiny"))
+    with pytest.raises(ConfigError, match="multiple of train.batch_gpu 5 x 1 process"):
+        resolve(replace_cfg(cfg, train={"batch_gpu": 5}), 16, gpus=1)
+    assert resolve(cfg, 16, gpus=2).train.batch_gpu == 16  # tiny leaves batch_gpu to batch // gpus
+    with pytest.raises(ConfigError, match="data.path is not set"):
+        load_dataset(load_config(StyleGAN2Config, preset_path("paper256")))
