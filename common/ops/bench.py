@@ -93,7 +93,7 @@ def _op_call(op: str, impl: str, x: torch.Tensor, params: dict[str, torch.Tensor
             return straightforward_upfirdn2d(x, f, down=2, padding=[(fw - 1) // 2, (fw - 2) // 2, (fh - 1) // 2,
                                                                      (fh - 2) // 2])
         return downsample2d(x, f, impl=impl)
-    context = straightforward_resampling() if impl == "straightforward" else _impl_env(impl)
+    context = straightforward_resampling() if impl == "straightforward" else extension.forced_impl(impl)
     with context:
         if op == "conv2d_resample_up":  # Conv2dLayer(up=2): flip_weight = (up == 1)
             return conv2d_resample(x, params["weight"], f, up=2, padding=1, flip_weight=False)
@@ -102,22 +102,6 @@ def _op_call(op: str, impl: str, x: torch.Tensor, params: dict[str, torch.Tensor
         # SynthesisLayer conv0 in training mode: up=2, non-fused, demodulated, with noise
         return modulated_conv2d(x, params["weight"], params["styles"], noise=params["noise"], up=2, padding=1,
                                 resample_filter=f, flip_weight=False, fused_modconv=False)
-
-
-@contextlib.contextmanager
-def _impl_env(impl: str) -> Iterator[None]:
-    """conv2d_resample has no ``impl`` argument: select the path through ``$COMMON_OPS_IMPL``."""
-    import os
-
-    previous = os.environ.get(extension.IMPL_ENV)
-    os.environ[extension.IMPL_ENV] = impl
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[extension.IMPL_ENV]
-        else:
-            os.environ[extension.IMPL_ENV] = previous
 
 
 def _params(op: str, channels: int, res: int, batch: int, device: torch.device, dtype: torch.dtype,

@@ -21,6 +21,7 @@ always runs the kernel and raises instead of falling back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -30,6 +31,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,3 +223,20 @@ def memory_format_of(x: torch.Tensor) -> torch.memory_format:
 def kernel(op: str):
     """The registered torch operator of a loaded extension, e.g. ``kernel('upfirdn2d')(x, f, ...)``."""
     return getattr(getattr(torch.ops, f"genforce_ops_{op}"), op)
+
+
+@contextlib.contextmanager
+def forced_impl(impl: str) -> Iterator[None]:
+    """Select a path ('ref', 'cuda' or 'auto') for every op, through ``$COMMON_OPS_IMPL``, inside the block.
+
+    ``conv2d_resample`` and ``modulated_conv2d`` take no ``impl`` argument; benchmarks and the GPU check use this.
+    """
+    previous = os.environ.get(IMPL_ENV)
+    os.environ[IMPL_ENV] = impl
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(IMPL_ENV, None)
+        else:
+            os.environ[IMPL_ENV] = previous

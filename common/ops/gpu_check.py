@@ -11,10 +11,8 @@ against itself (used by the tests to keep this script working where no GPU is av
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import math
-import os
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -86,19 +84,6 @@ def compare(case: Case, impl: str, report: Report) -> None:
         report.add(case, kind, a, b)
 
 
-@contextlib.contextmanager
-def _impl_env(impl: str) -> Iterator[None]:
-    previous = os.environ.get(extension.IMPL_ENV)
-    os.environ[extension.IMPL_ENV] = impl
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(extension.IMPL_ENV, None)
-        else:
-            os.environ[extension.IMPL_ENV] = previous
-
-
 def bias_act_cases(device: torch.device, dtypes: list[torch.dtype], quick: bool) -> Iterator[Case]:
     gen = torch.Generator().manual_seed(0)
     shapes = [((2, 8, 5, 7), 1, False), ((4, 32, 16, 16), 1, True), ((3, 6), 1, False), ((2, 3, 9), 2, False)]
@@ -155,12 +140,12 @@ def conv_cases(device: torch.device, dtypes: list[torch.dtype], quick: bool) -> 
 
         def conv(impl: str, x: torch.Tensor, w: torch.Tensor, up: int = up, down: int = down,
                  k: int = k) -> torch.Tensor:
-            with _impl_env(impl):
+            with extension.forced_impl(impl):
                 return conv2d_resample(x, w, f, up=up, down=down, padding=k // 2)
 
         def modconv(impl: str, x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, up: int = up, down: int = down,
                     k: int = k) -> torch.Tensor:
-            with _impl_env(impl):
+            with extension.forced_impl(impl):
                 return modulated_conv2d(x, w, s, up=up, down=down, padding=k // 2, resample_filter=f,
                                         fused_modconv=False)
 
