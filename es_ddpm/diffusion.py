@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 Model = Callable[..., Tensor]
+CondFn = Callable[..., Tensor]
 VarianceType = Literal["learned_range", "fixed_large", "fixed_small"]
 
 
@@ -253,25 +254,37 @@ class GaussianDiffusion:
                 / _gather(self.sqrt_recipm1_alphas_cumprod, t, x_t))
 
     def p_sample(self, model: Model, x: Tensor, t: Tensor, noise: Tensor, clip_denoised: bool = True,
-                 model_kwargs: dict | None = None) -> tuple[Tensor, Tensor]:
-        """One ancestral step x_{t-1} = mean + exp(½ log Σ) z, without noise at index 0. Returns (x_{t-1}, x̂_0)."""
+                 model_kwargs: dict | None = None, cond_fn: CondFn | None = None) -> tuple[Tensor, Tensor]:
+        """One ancestral step x_{t-1} = mean + exp(½ log Σ) z, without noise at index 0. Returns (x_{t-1}, x̂_0).
+
+        ``cond_fn(x, t_original, **model_kwargs)`` = s·∇_x log p_φ(y | x_t) shifts the mean by Σ·∇ (ADM Alg. 1).
+        """
         out = self.p_mean_variance(model, x, t, clip_denoised, model_kwargs)
+        mean = out.mean
+        if cond_fn is not None:
+            mean = mean + torch.exp(out.log_variance) * cond_fn(x, self._model_t(t), **(model_kwargs or {}))
         nonzero = (t != 0).to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
-        return out.mean + nonzero * torch.exp(0.5 * out.log_variance) * noise, out.pred_xstart
+        return mean + nonzero * torch.exp(0.5 * out.log_variance) * noise, out.pred_xstart
 
     def ddim_sample(self, model: Model, x: Tensor, t: Tensor, noise: Tensor, eta: float = 0.0,
-                    clip_denoised: bool = True, model_kwargs: dict | None = None) -> tuple[Tensor, Tensor]:
+                    clip_denoised: bool = True, model_kwargs: dict | None = None,
+                    cond_fn: CondFn | None = None) -> tuple[Tensor, Tensor]:
         """DDIM Eq. 12: x_{t-1} = √ᾱ_{t-1} x̂_0 + √(1-ᾱ_{t-1}-σ²) ε̂ + σ z.
 
         σ = η √((1-ᾱ_{t-1})/(1-ᾱ_t)) √(1-ᾱ_t/ᾱ_{t-1}) (DDIM Eq. 16); at index 0 (ᾱ_{t-1} = 1) this returns x̂_0.
+        With ``cond_fn`` the score is shifted: ε̂ ← ε̂ - √(1-ᾱ_t)·s∇ log p(y|x_t) (ADM Alg. 2).
         """
         out = self.p_mean_variance(model, x, t, clip_denoised, model_kwargs)
-        eps = self.predict_eps(x, t, out.pred_xstart)
+        pred_xstart = out.pred_xstart
+        eps = self.predict_eps(x, t, pred_xstart)
         abar, abar_prev = _gather(self.alphas_cumprod, t, x), _gather(self.alphas_cumprod_prev, t, x)
+        if cond_fn is not None:
+            eps = eps - torch.sqrt(1 - abar) * cond_fn(x, self._model_t(t), **(model_kwargs or {}))
+            pred_xstart = self.predict_xstart(x, t, eps)
         sigma = eta * torch.sqrt((1 - abar_prev) / (1 - abar)) * torch.sqrt(1 - abar / abar_prev)
-        mean = out.pred_xstart * torch.sqrt(abar_prev) + torch.sqrt(1 - abar_prev - sigma**2) * eps
+        mean = pred_xstart * torch.sqrt(abar_prev) + torch.sqrt(1 - abar_prev - sigma**2) * eps
         nonzero = (t != 0).to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
-        return mean + nonzero * sigma * noise, out.pred_xstart
+        return mean + nonzero * sigma * noise, pred_xstart
 
     def sample_from(
         self,
@@ -283,6 +296,7 @@ class GaussianDiffusion:
         clip_denoised: bool = True,
         model_kwargs: dict | None = None,
         generator: torch.Generator | None = None,
+        cond_fn: CondFn | None = None,
     ) -> Tensor:
         """Run reverse indices k-1, ..., 0 from ``x_start_step`` = x at index k-1 (exactly k model calls)."""
         self._check_k(k)
@@ -291,9 +305,9 @@ class GaussianDiffusion:
             t = torch.full((x.shape[0],), j, device=x.device, dtype=torch.long)
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             if sampler == "ddpm":
-                x, _ = self.p_sample(model, x, t, noise, clip_denoised, model_kwargs)
+                x, _ = self.p_sample(model, x, t, noise, clip_denoised, model_kwargs, cond_fn)
             elif sampler == "ddim":
-                x, _ = self.ddim_sample(model, x, t, noise, eta, clip_denoised, model_kwargs)
+                x, _ = self.ddim_sample(model, x, t, noise, eta, clip_denoised, model_kwargs, cond_fn)
             else:
                 raise ValueError(f"unknown sampler {sampler!r}; choose 'ddpm' or 'ddim'")
         return x
