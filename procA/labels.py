@@ -48,3 +48,10 @@ def cityscapes_map(num_classes: int) -> dict[int, int]:
     if num_classes == 16:
         return CITYSCAPES16_ID_TO_TRAINID
     raise ValueError(f"Cityscapes labels exist for 19 or 16 classes, not {num_classes}")
+
+# Cityscapes colours of the 19 train ids (cityscapesScripts labels.py), used for palette PNGs and overlays
+CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153), (250, 170, 30),
+    (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142),
+    (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+)
