@@ -66,6 +66,7 @@ def train_ddpm(cfg: ESDDPMConfig, run_dir: str | Path, device: torch.device | st
     """Train until ``train.iterations`` (or ``max_iterations`` more); returns the last logged scalars."""
     _check(cfg)
     device, run_dir = torch.device(device), Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     dist.seed_all(cfg.seed)
     dataset = load_training_data(cfg.data, "train", cfg.seed)
     if dataset.resolution != cfg.model.image_size or dataset.num_channels != cfg.model.in_channels:

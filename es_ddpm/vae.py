@@ -81,6 +81,7 @@ def train_vae(cfg: ESDDPMConfig, run_dir: str | Path, device: torch.device | str
     """Adam on the negative ELBO over the training images; one snapshot at the end (``vae-*.pt``, module 'vae')."""
     device = torch.device(device)
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     dataset = load_training_data(cfg.data, "train", cfg.seed)
     images = to_model_range(dataset_tensor(dataset)).to(device)
     abar = torch.from_numpy(base_betas(cfg.diffusion)).neg().add(1).cumprod(0)
