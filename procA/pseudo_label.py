@@ -1,6 +1,6 @@
 """Stage 4: ``python -m procA.pseudo_label --cfg CFG --ckpt PROCA_RUN/model.pt`` -> ``<run>/pseudo_labels/*.png``.
 
-Official pseudo_label.py (spec §2.4), run on one process: (1) softmax confidences of the ProCA model on every target
+Official pseudo_label.py (spec §2.4), run by rank 0: (1) softmax confidences of the ProCA model on every target
 train image at the training size; per class c the threshold is the value at position round(percent * n_c) of the
 ascending confidences of the n_c pixels predicted as c, capped at ``threshold_cap`` (0 if c is never predicted);
 (2) predictions upsampled to the full image size, pixels below their class threshold set to 255, saved as palette
@@ -20,13 +20,13 @@ import torch.nn.functional as F
 
 from common import dist
 from common.cli import common_options, setup_run, user_errors
-from common.config import ConfigError
 from procA.config import ProCAConfig
 from procA.data import build_dataset
 from procA.labels import CITYSCAPES_PALETTE, IGNORE_LABEL
 from procA.training import build_model
 
 LABELS_DIR = "pseudo_labels"
+THRESHOLDS_FILE = "thresholds.npy"
 
 
 def class_thresholds(confidence: Sequence[np.ndarray], num_classes: int, percent: float, cap: float) -> np.ndarray:
@@ -49,9 +49,13 @@ def save_label_png(label: np.ndarray, path: Path) -> None:
 
 @torch.no_grad()
 def generate_pseudo_labels(cfg: ProCAConfig, model_path: str, out_dir: Path, device: torch.device) -> np.ndarray:
-    """Write one PNG per target train image into ``out_dir``; returns the per-class thresholds."""
-    if dist.get_world_size() > 1:
-        raise ConfigError("pseudo-labelling runs in one process (as the official script); launch it without torchrun")
+    """Write one PNG per target train image into ``out_dir``; returns the per-class thresholds.
+
+    Runs on rank 0 only (the official script uses one GPU); other ranks wait and get the thresholds file's values.
+    """
+    if not dist.is_main():
+        dist.barrier()
+        return np.load(out_dir.parent / THRESHOLDS_FILE)
     k = cfg.model.num_classes
     model = build_model(cfg, model_path, device).eval()
     data = build_dataset(cfg.data, "target_train", k, seed=cfg.seed)
@@ -75,7 +79,8 @@ def generate_pseudo_labels(cfg: ProCAConfig, model_path: str, out_dir: Path, dev
         keep = confidence >= torch.as_tensor(thresholds, device=device, dtype=confidence.dtype)[prediction]
         label = torch.where(keep, prediction, torch.full_like(prediction, IGNORE_LABEL))
         save_label_png(label.cpu().numpy(), out_dir / f"{Path(name).stem}.png")
-    np.save(out_dir.parent / "thresholds.npy", thresholds)
+    np.save(out_dir.parent / THRESHOLDS_FILE, thresholds)
+    dist.barrier()
     return thresholds
 
 

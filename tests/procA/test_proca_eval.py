@@ -1,0 +1,51 @@
+"""Pseudo-label thresholds, the multi-scale + flip test, poly LR and the official defaults (spec §2.4, §5, §9)."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from procA.config import ProCAConfig
+from procA.evaluate import evaluate, multiscale_probs
+from procA.pseudo_label import class_thresholds
+from procA.training import poly_lr
+
+
+def test_class_thresholds_percentile_and_cap():
+    confidence = [np.linspace(0.1, 1.0, 10)[::-1], np.array([0.97, 0.95]), np.zeros(0)]
+    # ascending values of class 0: position round(10 * 0.6) = 6 -> 0.7; class 1: position 1 -> 0.97, capped at 0.9
+    assert class_thresholds(confidence, 3, 0.6, 0.9).tolist() == pytest.approx([0.7, 0.9, 0.0])
+
+
+class _Identity(nn.Module):
+    """'Segmenter' whose logits are the first two input channels (equivariant to flips and scales)."""
+
+    def forward(self, x):
+        return x, x[:, :2]
+
+
+def test_multiscale_flip_average_of_an_equivariant_model_is_its_softmax():
+    x = torch.randn(1, 3, 8, 8)
+    probs = multiscale_probs(_Identity(), x, scales=(1.0,), flip=True)
+    assert torch.allclose(probs, x[:, :2].softmax(dim=1), atol=1e-6)
+    smooth = torch.linspace(0, 1, 8).expand(1, 3, 8, 8).contiguous()
+    two = multiscale_probs(_Identity(), smooth, scales=(0.5, 1.0), flip=True)
+    assert two.shape == (1, 2, 8, 8) and torch.allclose(two.sum(1), torch.ones(1, 8, 8))
+
+
+def test_evaluate_counts_confusion_over_the_whole_set():
+    images = torch.zeros(2, 3, 2, 2)
+    images[:, 1] = 1.0  # class 1 everywhere
+    labels = torch.tensor([[[1, 1], [0, 255]], [[1, 0], [0, 0]]])
+    matrix = evaluate(_Identity(), [(images, labels)], 2, torch.device("cpu"))
+    assert matrix.hist.tolist() == [[0, 4], [0, 3]]
+
+
+def test_poly_lr_and_official_defaults():
+    assert poly_lr(5e-4, 20000, 31250, 0.9) == pytest.approx(1.99e-4, rel=5e-3)
+    cfg = ProCAConfig()
+    assert (cfg.contrast.tau, cfg.contrast.delta, cfg.contrast.target_mask_on) == (50.0, 0.9, "logits")
+    assert (cfg.contrast.lambda_feat, cfg.contrast.lambda_out, cfg.source_only.lambda_lov) == (1.0, 1.0, 0.75)
+    assert (cfg.source_only.iters, cfg.source_only.max_iters, cfg.proca.lr, cfg.proca.batch_size) == (
+        20000, 31250, 2.5e-4, 4)
+    assert cfg.pseudo_label.threshold_percent == 0.6 and cfg.model.blocks == (3, 4, 23, 3)
