@@ -32,7 +32,8 @@ from procA.training import MODEL_FILE, PROTOTYPES_FILE, Stage, build_model, trai
 STAGE_DIRS = ("1_source_only", "2_prototypes", "3_proca", "4_pseudo_labels", "5_self_training")
 
 
-def _with(cfg: ProCAConfig, section: str, **values: object) -> ProCAConfig:
+def with_values(cfg: ProCAConfig, section: str, **values: object) -> ProCAConfig:
+    """``cfg`` with some keys of one section replaced (e.g. a stage's ``init``)."""
     return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **values)})
 
 
@@ -55,12 +56,12 @@ def run_pipeline(cfg: ProCAConfig, outdir: Path, device: torch.device) -> dict[s
         if dist.is_main():
             atomic_save(state, protos)
         dist.barrier()
-    cfg_proca = _with(_with(cfg, "proca", init=str(source_model)), "contrast", prototypes=str(protos))
+    cfg_proca = with_values(with_values(cfg, "proca", init=str(source_model)), "contrast", prototypes=str(protos))
     proca_model = run_training(cfg_proca, "proca", dirs[2], device)
     labels = dirs[3] / LABELS_DIR
     if not (dirs[3] / "thresholds.npy").is_file():
         generate_pseudo_labels(cfg, str(proca_model), labels, device)
-    cfg_ssl = _with(cfg, "pseudo_label", labels_dir=str(labels))
+    cfg_ssl = with_values(cfg, "pseudo_label", labels_dir=str(labels))
     ssl_model = run_training(cfg_ssl, "self_training", dirs[4], device)
     return {"source_only": source_model, "proca": proca_model, "self_training": ssl_model}
 

@@ -1,0 +1,246 @@
+"""``python -m procA.reproduce --preset tiny`` (``make reproduce PAPER=procA``): four arms x seeds -> report.md.
+
+Tiny preset (CPU, offline, spec §8), per seed (each seed has its own synthetic data):
+stage 1 source-only, stage 2 prototypes, then four arms with the same iteration budget and images per step:
+``source-only`` (stage 1 continued), ``ProCA`` (stage 3, official tau=50 etc.), ``control`` (stage 3 with
+lambda_feat = lambda_out = 0: target images still pass through BN in train mode), ``ProCA + self-training``
+(stage 4 pseudo-labels of the ProCA model, stage 5 from scratch, the tiny stand-in for ImageNet init).
+Seeds run as separate processes (``--workers``, one intra-op thread each). Writes ``results/procA/tiny/report.md``.
+
+A paper preset (``--preset gta5|synthia --data DATASETS --gpus N``) runs ``procA.pipeline`` under torchrun with
+``DATASETS/{gtav|synthia,cityscapes}`` and ``DATASETS/resnet101-5d3b4d8f.pth``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+
+from common import dist
+from common.config import config_from_dict, load_config, to_dict
+from common.logging import read_scalars
+from common.metrics.segmentation import segmentation_scores
+from common.report import Report
+from common.threads import configure_threads
+from procA import synthetic
+from procA.config import ProCAConfig
+from procA.data import denormalize
+from procA.evaluate import evaluate, multiscale_probs
+from procA.init_prototypes import init_prototypes
+from procA.pipeline import run_training, with_values
+from procA.pseudo_label import LABELS_DIR, generate_pseudo_labels
+from procA.training import build_model, val_batches
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+ARMS = ("source-only", "ProCA", "control (λ=0)", "ProCA + self-training")
+SMOKE = [
+    "data.synthetic={size: 32, num_source: 16, num_target: 16, num_val: 8}",
+    "data.source_size=[32, 32]", "data.target_size=[32, 32]", "data.test_size=[32, 32]",
+    "source_only.iters=3", "proca.iters=3", "self_training.iters=3", "eval.scales=[1.0]",
+    "source_only.eval_every=2", "proca.eval_every=2", "self_training.eval_every=2",
+]
+OVERLAY_COUNT = 8
+
+
+def _scores(cfg: ProCAConfig, model_path: Path, scales: tuple[float, ...], flip: bool) -> dict[str, Any]:
+    model = build_model(cfg, str(model_path), torch.device("cpu"))
+    matrix = evaluate(model, val_batches(cfg, cfg.eval.batch_size), cfg.model.num_classes, torch.device("cpu"),
+                      scales, flip)
+    return segmentation_scores(matrix.hist, class_names=synthetic.CLASSES)
+
+
+def run_seed(cfg_data: dict[str, Any], seed: int, outdir: str) -> dict[str, Any]:
+    """All arms of one seed in this process; returns their scores, curves and a few val predictions."""
+    configure_threads(1)
+    cfg = config_from_dict(ProCAConfig, cfg_data)
+    cfg = ProCAConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, "seed": seed})
+    dist.seed_all(seed)
+    cpu, root = torch.device("cpu"), Path(outdir) / f"seed{seed}"
+    stage1 = run_training(cfg, "source_only", root / "1_source_only", cpu)
+    protos = root / "2_prototypes" / "prototypes.pt"
+    if not protos.is_file():
+        protos.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(init_prototypes(cfg, str(stage1), cpu), protos)
+    p = cfg.proca
+    baseline = with_values(cfg, "source_only", init=str(stage1), iters=p.iters, max_iters=p.max_iters, lr=p.lr,
+                           batch_size=2 * p.batch_size, lambda_lov=p.lambda_lov)
+    proca = with_values(with_values(cfg, "proca", init=str(stage1)), "contrast", prototypes=str(protos))
+    control = with_values(proca, "contrast", lambda_feat=0.0, lambda_out=0.0)
+    runs = {
+        "source-only": run_training(baseline, "source_only", root / "arm_source_only", cpu),
+        "ProCA": run_training(proca, "proca", root / "arm_proca", cpu),
+        "control (λ=0)": run_training(control, "proca", root / "arm_control", cpu),
+    }
+    labels = root / "4_pseudo_labels" / LABELS_DIR
+    if not (labels.parent / "thresholds.npy").is_file():
+        generate_pseudo_labels(cfg, str(runs["ProCA"]), labels, cpu)
+    ssl = with_values(cfg, "pseudo_label", labels_dir=str(labels))
+    runs["ProCA + self-training"] = run_training(ssl, "self_training", root / "arm_proca_ssl", cpu)
+    result: dict[str, Any] = {"seed": seed, "stage1": _scores(cfg, stage1, (1.0,), False)["mIoU"], "arms": {}}
+    val = val_batches(cfg, OVERLAY_COUNT)
+    images, truth = next(iter(val))
+    result["overlay"] = {"images": denormalize(images).numpy(), "truth": truth.numpy(), "pred": {}}
+    for arm, path in runs.items():
+        single = _scores(cfg, path, (1.0,), False)
+        multi = _scores(cfg, path, tuple(cfg.eval.scales), cfg.eval.flip)
+        records = read_scalars(path.parent / "stats.jsonl")
+        curve = [(r["step"], r["val/mIoU"]) for r in records if "val/mIoU" in r]
+        contrast = [(r["step"], r["loss/feat"]) for r in records if "loss/feat" in r]
+        result["arms"][arm] = {"mIoU": single["mIoU"], "mIoU_ms": multi["mIoU"],
+                               "per_class": [iou for _, iou, _ in single["per_class"]],
+                               "curve": curve, "contrast": contrast}
+        model = build_model(cfg, str(path), cpu).eval()
+        result["overlay"]["pred"][arm] = multiscale_probs(model, images, (1.0,), False).argmax(1).numpy()
+    return result
+
+
+def _colour(labels: np.ndarray) -> np.ndarray:
+    palette = np.concatenate([synthetic.PALETTE * 255, np.zeros((256 - len(synthetic.PALETTE), 3))]).astype(np.uint8)
+    return palette[labels].transpose(0, 3, 1, 2)
+
+
+def _overlay(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return (0.35 * images + 0.65 * _colour(labels)).astype(np.uint8)
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def write_report(results: list[dict[str, Any]], outdir: Path, cfg: ProCAConfig, wall: float, smoke: bool) -> Path:
+    seeds = [r["seed"] for r in results]
+    report = Report(outdir, "ProCA tiny reproduction: source-only vs ProCA vs control (λ=0) vs ProCA + self-training")
+    report.heading("Setup")
+    report.text(
+        f"Procedural street scenes ({cfg.data.synthetic.size}x{cfg.data.synthetic.size}, 6 classes): flat-colour "
+        f"labelled source ({cfg.data.synthetic.num_source} images), shifted target (gamma/contrast, stripe textures, "
+        f"noise, blur; {cfg.data.synthetic.num_target} unlabelled train, {cfg.data.synthetic.num_val} labelled val "
+        f"images used only for evaluation). DeepLab-v2 code path with a ResNet of blocks {list(cfg.model.blocks)}, "
+        f"width {cfg.model.base_width}, output stride 8, random init. Stage 1: {cfg.source_only.iters} iterations "
+        f"source-only; then every arm runs {cfg.proca.iters} iterations from the stage-1 model with "
+        f"{2 * cfg.proca.batch_size} images per step (ProCA and control: {cfg.proca.batch_size} source + "
+        f"{cfg.proca.batch_size} target). ProCA uses the official values: tau = {cfg.contrast.tau} dividing the "
+        f"cosines, target mask on raw logits >= {cfg.contrast.delta}, lambda_feat = {cfg.contrast.lambda_feat}, "
+        f"lambda_out = {cfg.contrast.lambda_out}, cumulative-mean prototypes. Self-training: "
+        f"{cfg.self_training.iters} iterations from scratch on the ProCA model's pseudo-labels "
+        f"({cfg.pseudo_label.threshold_percent:.0%} class percentile, cap {cfg.pseudo_label.threshold_cap}). "
+        f"Seeds {seeds}; wall time {wall / 60:.1f} min." + (" **SMOKE RUN: a few iterations only.**" if smoke else "")
+    )
+    report.heading("Target mIoU per arm")
+    rows = []
+    for arm in ARMS:
+        ss = [100 * r["arms"][arm]["mIoU"] for r in results]
+        ms = [100 * r["arms"][arm]["mIoU_ms"] for r in results]
+        rows.append([arm, *_stats(ss), min(ss), max(ss), _stats(ms)[0]])
+    report.table(["arm", "mIoU (mean)", "std over seeds", "min", "max", "mIoU multi-scale+flip (mean)"], rows,
+                 "{:.2f}")
+    report.heading("Per seed (single-scale mIoU)")
+    per_seed = []
+    for r in results:
+        m = {arm: 100 * r["arms"][arm]["mIoU"] for arm in ARMS}
+        per_seed.append([r["seed"], 100 * r["stage1"], *m.values(), m["ProCA"] - m["source-only"],
+                         m["ProCA"] - m["control (λ=0)"]])
+    report.table(["seed", "stage 1", *ARMS, "ProCA − source-only", "ProCA − control"], per_seed, "{:.2f}")
+    report.heading("Per-class IoU (mean over seeds, single-scale)")
+    report.table(["arm", *synthetic.CLASSES],
+                 [[arm, *np.mean([[100 * v for v in r["arms"][arm]["per_class"]] for r in results], 0)]
+                  for arm in ARMS], "{:.1f}")
+    report.heading(f"Curves (seed {seeds[0]})")
+    first = results[0]["arms"]
+    report.curves("curves_val_miou.png", {arm: tuple(zip(*first[arm]["curve"])) for arm in ARMS},
+                  title="target val mIoU during each arm", xlabel="iteration of the arm", ylabel="mIoU (%)")
+    report.curves("curves_contrast.png", {arm: tuple(zip(*first[arm]["contrast"])) for arm in ARMS[1:3]},
+                  title=f"feature-level contrastive loss (log C = {np.log(cfg.model.num_classes):.3f})",
+                  xlabel="iteration", ylabel="L_feat (source + target)")
+    report.heading(f"Prediction overlays (seed {seeds[0]}, target val)")
+    ov = results[0]["overlay"]
+    rows_img = [ov["images"], _overlay(ov["images"], ov["truth"])]
+    rows_img += [_overlay(ov["images"], ov["pred"][arm]) for arm in ARMS]
+    report.image_grid("overlays.png", np.concatenate(rows_img), columns=len(ov["images"]), scale=3,
+                      caption="rows: target image, ground truth, " + ", ".join(ARMS))
+    report.heading("What the numbers show")
+    report.text(_reading(results))
+    return report.write()
+
+
+def _reading(results: list[dict[str, Any]]) -> str:
+    def diffs(a: str, b: str) -> list[float]:
+        return [100 * (r["arms"][a]["mIoU"] - r["arms"][b]["mIoU"]) for r in results]
+
+    vs_src, vs_ctl, ssl = diffs("ProCA", "source-only"), diffs("ProCA", "control (λ=0)"), diffs(
+        "ProCA + self-training", "ProCA")
+    n = len(results)
+    lines = [
+        f"- ProCA − source-only: {np.mean(vs_src):+.2f} mIoU on average ({sum(d > 0 for d in vs_src)}/{n} seeds "
+        f"positive; per seed {', '.join(f'{d:+.1f}' for d in vs_src)}).",
+        f"- ProCA − control (λ=0): {np.mean(vs_ctl):+.2f} ({sum(d > 0 for d in vs_ctl)}/{n} seeds positive; "
+        f"per seed {', '.join(f'{d:+.1f}' for d in vs_ctl)}). The control differs from ProCA only by the two "
+        "contrastive weights, so this is the part of the gain the prototype contrast itself explains; the rest of "
+        "ProCA − source-only comes from putting target batches through BN in train mode (per-domain statistics).",
+        f"- Self-training on ProCA pseudo-labels: {np.mean(ssl):+.2f} over ProCA "
+        f"({sum(d > 0 for d in ssl)}/{n} seeds positive).",
+    ]
+    if abs(np.mean(vs_ctl)) < 1.0:
+        lines.append("- With the official tau = 50 the contrastive logits lie in [-0.02, 0.02] and the loss stays "
+                     "at about log C (curve above): at this scale the contrast is nearly inert, as spec §7.1/§8 "
+                     "predicted.")
+    return "\n".join(lines)
+
+
+def _paper_preset(preset: str, data: str, gpus: int) -> None:
+    cfg = CONFIGS / f"{preset}.yaml"
+    if not cfg.is_file():
+        raise click.UsageError(f"unknown preset {preset!r}; choose tiny or one of "
+                               f"{', '.join(p.stem for p in CONFIGS.glob('*.yaml') if p.stem != 'tiny')}")
+    if not data:
+        raise click.UsageError(f"--preset {preset} needs --data DATASETS (holding gtav/ or synthia/, cityscapes/ and "
+                               "resnet101-5d3b4d8f.pth)")
+    source = "synthia" if preset == "synthia" else "gtav"
+    args = ["--cfg", str(cfg), "--outdir", f"runs/procA/{preset}",
+            "--set", f"data.source_root={data}/{source}", "--set", f"data.target_root={data}/cityscapes",
+            "--set", f"model.imagenet_weights={data}/resnet101-5d3b4d8f.pth"]
+    argv = dist.torchrun_command("procA.pipeline", args, gpus) if gpus > 0 else [
+        sys.executable, "-m", "procA.pipeline", *args]
+    sys.exit(subprocess.call(argv))
+
+
+@click.command()
+@click.option("--preset", default="tiny", show_default=True, help="tiny, gta5 or synthia.")
+@click.option("--data", default="", help="Datasets folder for paper presets.")
+@click.option("--gpus", default=0, type=int, help="torchrun processes for paper presets (0: one process).")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds (tiny).")
+@click.option("--workers", default=2, show_default=True, help="Seeds run in parallel (tiny).")
+@click.option("--outdir", default=None, help="Report folder [results/procA/<preset>].")
+@click.option("--smoke", is_flag=True, help="A few iterations per stage on smaller data (seconds): checks the report.")
+def main(preset: str, data: str, gpus: int, seeds: str, workers: int, outdir: str | None, smoke: bool) -> None:
+    """Reproduce ProCA: the tiny CPU ablation (default) or a paper row."""
+    if preset != "tiny":
+        _paper_preset(preset, data, gpus)
+    cfg = load_config(ProCAConfig, CONFIGS / "tiny.yaml", SMOKE if smoke else ())
+    out = Path(outdir or f"results/procA/{preset}")
+    out.mkdir(parents=True, exist_ok=True)
+    seed_list = [int(s) for s in seeds.split(",")]
+    print(f"procA tiny: seeds {seed_list}, {workers} worker(s), writing {out}", flush=True)
+    start = time.time()
+    if workers <= 1:
+        results = [run_seed(to_dict(cfg), s, str(out / "runs")) for s in seed_list]
+    else:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            results = list(pool.map(run_seed, [to_dict(cfg)] * len(seed_list), seed_list,
+                                    [str(out / "runs")] * len(seed_list)))
+    path = write_report(results, out, cfg, time.time() - start, smoke)
+    print(f"done: {path}")
+
+
+if __name__ == "__main__":
+    main()
