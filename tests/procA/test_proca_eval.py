@@ -1,10 +1,13 @@
 """Pseudo-label thresholds, the multi-scale + flip test, poly LR and the official defaults (spec §2.4, §5, §9)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from common.config import load_config
 from procA.config import ProCAConfig
 from procA.evaluate import evaluate, multiscale_probs
 from procA.pseudo_label import class_thresholds
@@ -49,3 +52,12 @@ def test_poly_lr_and_official_defaults():
     assert (cfg.source_only.iters, cfg.source_only.max_iters, cfg.proca.lr, cfg.proca.batch_size) == (
         20000, 31250, 2.5e-4, 4)
     assert cfg.pseudo_label.threshold_percent == 0.6 and cfg.model.blocks == (3, 4, 23, 3)
+
+
+def test_paper_configs_load_with_the_official_values():
+    configs = Path(__file__).resolve().parents[2] / "procA" / "configs"
+    gta5 = load_config(ProCAConfig, configs / "gta5.yaml")
+    synthia = load_config(ProCAConfig, configs / "synthia.yaml")
+    assert (gta5.model.num_classes, gta5.data.source_size, gta5.proca.iters) == (19, (1280, 720), 90000)
+    assert (synthia.model.num_classes, synthia.data.source, synthia.data.source_size) == (16, "synthia", (1280, 760))
+    assert synthia.contrast == gta5.contrast and synthia.eval.scales == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
