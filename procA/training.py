@@ -142,7 +142,7 @@ def _batches(dataset: torch.utils.data.Dataset, batch_size: int, seed: int, star
     return infinite_loader(dataset, per_rank, dist.get_rank(), world, seed, start_iter * per_rank, num_workers)
 
 
-def val_batches(cfg: ProCAConfig, batch_size: int = 1) -> list[tuple[Tensor, Tensor]] | torch.utils.data.DataLoader:
+def val_batches(cfg: ProCAConfig, batch_size: int = 1) -> torch.utils.data.DataLoader:
     """Target val set, sharded over ranks (rank r takes items r, r + W, ...)."""
     data = build_dataset(cfg.data, "target_val", cfg.model.num_classes, seed=cfg.seed)
     shard = torch.utils.data.Subset(data, range(dist.get_rank(), len(data), dist.get_world_size()))
@@ -173,6 +173,8 @@ def train_stage(cfg: ProCAConfig, stage: Stage, run_dir: Path, device: torch.dev
                 resume: Path | None = None) -> Path:
     """Run one training stage into ``run_dir``; returns the final ``model.pt``. ``resume``: run dir or snapshot."""
     s: StageConfig = getattr(cfg, stage)
+    if resume is None:  # a stage's result depends on its config only, not on what ran before in this process
+        dist.seed_all(cfg.seed)
     model = build_model(cfg, s.init, device).train()
     backbone_params, head_params = parameter_groups(model)
     optimizers = {
