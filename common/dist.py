@@ -182,6 +182,35 @@ def all_gather_cat(tensor: Tensor, dim: int = 0) -> Tensor:
     return torch.cat(all_gather(tensor), dim=dim)
 
 
+def broadcast_module(module: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers into ``module`` on every rank (no-op in a single process)."""
+    if not is_distributed():
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            torch_dist.broadcast(tensor.data, src=src)
+
+
+def all_reduce_grads(params: list[Tensor]) -> None:
+    """Average the ``.grad`` of ``params`` over ranks in place, with one flattened all_reduce.
+
+    A parameter without a gradient on this rank counts as a zero gradient (and gets one), so every rank sends the
+    same buffer layout. No-op in a single process.
+    """
+    if not is_distributed() or not params:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.flatten() for p in params])
+    torch_dist.all_reduce(flat, op=torch_dist.ReduceOp.SUM)
+    flat /= get_world_size()
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
+        offset += p.numel()
+
+
 def broadcast_object(obj: object, src: int = 0) -> object:
     """Rank ``src``'s ``obj`` on every rank (e.g. the run directory rank 0 created)."""
     if not is_distributed():

@@ -43,13 +43,14 @@ def write_image_archive(
     """Write HWC uint8 ``images`` (and optional int or float-vector ``labels``) in the official layout.
 
     ``dest`` ending in ``.zip`` gives a ZIP_STORED archive, anything else a folder. The archive is
-    written to a temporary name and renamed at the end, so an interrupted write never leaves a
-    half-written dataset under ``dest``.
+    written to a temporary name of this process and renamed at the end, so an interrupted write never
+    leaves a half-written dataset under ``dest``, and processes that generate the same dataset at once
+    (torchrun ranks, parallel arms) do not disturb each other: the last rename wins with identical content.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    _remove(tmp)  # left by a writer that was killed
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
+    _remove(tmp)  # left by a killed writer that had this pid
     names: list[str] = []
     try:
         if dest.suffix.lower() == ".zip":
@@ -69,6 +70,9 @@ def write_image_archive(
     except BaseException:
         _remove(tmp)
         raise
+    if tmp.is_dir() and dest.is_dir():  # a concurrent writer's folder is already in place (a zip just replaces)
+        _remove(tmp)
+        return dest
     os.replace(tmp, dest)
     return dest
 

@@ -30,6 +30,7 @@ class DataConfig:
     cond: bool = False  # use dataset.json labels
     mirror: bool = False  # x-flips double the dataset
     subset: int | None = None  # seeded random subset of this many images (official --subset)
+    subset_seed: int | None = None  # None: the run's seed, as the official --subset; set it to fix the subset
     workers: int = 3
 
 

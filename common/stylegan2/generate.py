@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -44,7 +45,9 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu") -> nn.M
     ckpt = load_checkpoint(path, map_location="cpu")
     if ckpt.get("config") is None or "G_ema" not in ckpt["modules"]:
         raise CheckpointError(f"{path} is not a StyleGAN2-family snapshot (no config or no G_ema)")
-    cfg = config_from_dict(StyleGAN2Config, ckpt["config"], source=str(path))
+    # a paper's snapshot config extends the StyleGAN2 schema with its own sections (insgen: ...); G needs only these
+    known = {f.name for f in dataclasses.fields(StyleGAN2Config)}
+    cfg = config_from_dict(StyleGAN2Config, {k: v for k, v in ckpt["config"].items() if k in known}, source=str(path))
     shape = ckpt["extra"].get("network")
     if shape is None:
         raise CheckpointError(f"{path} does not record the network's resolution/channels/labels")

@@ -6,8 +6,9 @@
     Dreg   L_R1 = gamma / 2 * |d sum D(A(x)) / dx|^2                   (x un-augmented; grads flow through A)
 
 Regularisation phases are multiplied by their interval (``gain``) by the caller. Paper methods extend the loss by
-subclassing: override :meth:`g_main`, :meth:`g_reg`, :meth:`d_main` or :meth:`d_reg`, call ``super()`` and add terms
-to the returned scalar; put detached scalars to log into ``self.stats``.
+subclassing: override :meth:`g_main`, :meth:`g_reg`, :meth:`d_main` or :meth:`d_reg`, call ``super()`` (or
+:meth:`g_adversarial` / :meth:`d_adversarial` when the added terms need the same fakes) and add terms to the returned
+scalar; put detached scalars to log into ``self.stats``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ class StyleGAN2Loss:
 
     def g_main(self, gen_z: Tensor, gen_c: Tensor) -> Tensor:
         gen_img, _ = self.run_G(gen_z, gen_c)
+        return self.g_adversarial(gen_img, gen_c)
+
+    def g_adversarial(self, gen_img: Tensor, gen_c: Tensor) -> Tensor:
+        """The non-saturating G loss on given fakes (split out so subclasses can reuse the fakes)."""
         gen_logits = self.run_D(gen_img, gen_c)
         loss = F.softplus(-gen_logits).mean()
         self.stats["Loss/G/loss"] = loss.detach()
@@ -93,6 +98,10 @@ class StyleGAN2Loss:
     def d_main(self, real_img: Tensor, real_c: Tensor, gen_z: Tensor, gen_c: Tensor) -> Tensor:
         with torch.no_grad():  # G is frozen in this phase; w_avg still tracks, as in the official loss
             gen_img, _ = self.run_G(gen_z, gen_c)
+        return self.d_adversarial(real_img, real_c, gen_img, gen_c)
+
+    def d_adversarial(self, real_img: Tensor, real_c: Tensor, gen_img: Tensor, gen_c: Tensor) -> Tensor:
+        """The logistic D loss on given fakes and reals (split out so subclasses can reuse the fakes)."""
         gen_logits = self.run_D(gen_img, gen_c)
         real_logits = self.run_D(real_img.detach(), real_c)
         self._report_real(real_logits)

@@ -709,9 +709,15 @@ class Discriminator(nn.Module):
             channels[4], cmap_dim=cmap_dim, resolution=4, **(epilogue_kwargs or {}), **common
         )
 
-    def forward(self, img: Tensor, c: Tensor | None, **block_kwargs) -> Tensor:
+    def forward(
+        self, img: Tensor, c: Tensor | None, return_feats: bool = False, **block_kwargs
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits [N, 1]; with ``return_feats`` also the output of the last block before the epilogue,
+        [N, C4, 4, 4] (the features InsGen's contrastive heads read; genforce/insgen ``training/networks.py``)."""
         x = None
         for res in self.block_resolutions:
             x, img = getattr(self, f"b{res}")(x, img, **block_kwargs)
+        feats = x
         cmap = self.mapping(None, c) if self.c_dim > 0 else None
-        return self.b4(x, img, cmap)
+        logits = self.b4(x, img, cmap)
+        return (logits, feats) if return_feats else logits

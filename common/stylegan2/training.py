@@ -7,19 +7,23 @@ update every 4th iteration. A paper extends the loop through a :class:`Method`:
   feed G extra inputs in ``run_G`` (EqGAN's heatmaps);
 - ``setup``: extra modules with their own optimizers and EMA copies (InsGen's heads and D_ema, EqGAN's encoder),
   registered in ``state.modules`` / ``state.optimizers`` / ``state.ema_pairs`` so snapshots and EMA cover them;
-- ``before_iteration``: may change D before its forward (DynamicD's width schedule);
-- ``after_iteration``: per-iteration updates (InsGen's momentum encoders);
-- ``extra_state`` / ``load_extra_state``: method state in snapshots (queues).
+  it may also replace ``state.ada`` by another p schedule with the same interface (InsGen's ``ada_linear``);
+- ``before_iteration``: may change D before its forward (DynamicD's width schedule, InsGen's D_ema update);
+- ``after_iteration``: per-iteration updates after the phases and G's EMA;
+- ``extra_state`` / ``load_extra_state``: method state in snapshots that is not a module's state_dict.
 
-Differences from the official loop, by design: gradients accumulated over ``batch // (batch_gpu * gpus)`` rounds
-are averaged, not summed, so one GPU with accumulation takes exactly the step of N GPUs without it (Adam makes the
-two nearly identical anyway, up to eps); snapshots are ``torch.save`` files with the full training state (resume
-continues bit for bit), not pickles of modules.
+Differences from the official loop, by design: under torchrun the networks are not DDP-wrapped; every rank starts
+from rank 0's modules (broadcast) and each phase averages its gradients over ranks with one flattened all_reduce
+after its accumulation rounds (the official DDP overlaps that with the backward; the result is the same, and the loss
+may call ``G.mapping``/``G.synthesis`` or ``D(..., return_feats=True)`` freely). As the official
+``broadcast_buffers=False``, buffers (G's w_avg) are not kept in sync; snapshots take rank 0's. Gradients accumulated
+over ``batch // (batch_gpu * gpus)`` rounds are averaged, not summed, so one GPU with accumulation takes exactly
+the step of N GPUs without it (Adam makes the two nearly identical anyway, up to eps); snapshots are ``torch.save``
+files with the full training state (resume continues bit for bit), not pickles of modules.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import time
@@ -81,10 +85,12 @@ class Method:
     name = "stylegan2-ada"
 
     def build_loss(self, state: LoopState, G: nn.Module, D: nn.Module) -> StyleGAN2Loss:
+        return StyleGAN2Loss(G, D, **self.loss_kwargs(state))
+
+    def loss_kwargs(self, state: LoopState) -> dict[str, Any]:
+        """The :class:`StyleGAN2Loss` keyword arguments of ``state.cfg`` (subclass losses take them too)."""
         loss_cfg = state.cfg.loss
-        return StyleGAN2Loss(
-            G,
-            D,
+        return dict(
             augment_pipe=state.augment_pipe,
             ada=state.ada,
             r1_gamma=loss_cfg.r1_gamma,
@@ -127,7 +133,7 @@ def load_dataset(cfg: StyleGAN2Config) -> ImageDataset:
         use_labels=data.cond,
         max_size=data.subset,
         xflip=data.mirror,
-        random_seed=cfg.seed,
+        random_seed=data.subset_seed if data.subset_seed is not None else cfg.seed,
     )
 
 
@@ -233,9 +239,11 @@ def train(
     if pipe is not None:
         state.modules["augment_pipe"] = pipe
     method.setup(state)
-    G_ddp, D_ddp = dist.wrap_ddp(G, device), dist.wrap_ddp(D, device)
-    state.loss = method.build_loss(state, G_ddp, D_ddp)
-    phases = _phases(G_ddp, D_ddp, cfg)
+    ada = state.ada  # a method may replace the p schedule (InsGen's ada_linear)
+    for module in state.modules.values():  # ranks built them from different seeds; rank 0's are the start
+        dist.broadcast_module(module)
+    state.loss = method.build_loss(state, G, D)
+    phases = _phases(G, D, cfg)
     for phase in phases:
         state.optimizers.setdefault(phase.name[0], phase.opt)
     _requires_grad(G, False)
@@ -275,12 +283,9 @@ def train(
                     continue
                 _requires_grad(phase.module, True)
                 phase.opt.zero_grad(set_to_none=True)
-                for r, (img, c, z, zc) in enumerate(
-                    zip(real_imgs, real_cs, gen_z.split(batch_gpu), gen_c.split(batch_gpu))
-                ):
-                    sync_ctx = phase.module.no_sync() if (world > 1 and r < rounds - 1) else contextlib.nullcontext()
-                    with sync_ctx:
-                        state.loss.accumulate_gradients(phase.name, img, c, z, zc, gain=phase.interval / rounds)
+                for img, c, z, zc in zip(real_imgs, real_cs, gen_z.split(batch_gpu), gen_c.split(batch_gpu)):
+                    state.loss.accumulate_gradients(phase.name, img, c, z, zc, gain=phase.interval / rounds)
+                dist.all_reduce_grads([p for p in phase.module.parameters() if p.requires_grad])
                 _requires_grad(phase.module, False)
                 for p in phase.module.parameters():
                     if p.grad is not None:

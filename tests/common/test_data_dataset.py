@@ -234,3 +234,22 @@ def test_labels_requested_without_label_file(tmp_path):
     (path / "dataset.json").unlink()
     with pytest.raises(DatasetError, match="labels were requested .*--labels-from-subdirs"):
         ImageDataset(path, use_labels=True)
+
+
+def _write_digits(args: tuple[str, str]) -> int:
+    import os
+
+    os.environ["GENFORCE_DATA_DIR"] = args[0]
+    from common.data.synthetic import digits_dataset
+
+    return len(ImageDataset(digits_dataset(resolution=int(args[1]))))
+
+
+def test_concurrent_writers_of_one_dataset_do_not_collide(tmp_path):
+    """Four processes generate the same digits zip at once (as torchrun ranks do); each gets the full dataset."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        sizes = pool.map(_write_digits, [(str(tmp_path), "8")] * 4)
+    assert sizes == [1797] * 4
+    assert not list(tmp_path.glob("*.tmp"))
