@@ -48,7 +48,8 @@ class ModelConfig:
     dilate: tuple[bool, bool, bool] = (False, True, True)  # output stride 8
     aspp_rates: tuple[int, ...] = (6, 12, 18, 24)
     imagenet_weights: str = ""  # torchvision resnet101-*.pth; '' = random init (tiny preset only)
-    sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP (official FREEZE_BN False)
+    freeze_bn: bool = False  # official MODEL.FREEZE_BN: BN in eval mode, affine parameters fixed
+    sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP when BN is not frozen
 
 
 @dataclass

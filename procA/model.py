@@ -103,10 +103,27 @@ class DeepLabV2(nn.Module):
         base_width: int = 64,
         dilate: Sequence[bool] = (False, True, True),
         aspp_rates: Sequence[int] = (6, 12, 18, 24),
+        freeze_bn: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = ResNetFeatureExtractor(blocks, base_width, dilate)
         self.classifier = ASPPClassifierV2(self.backbone.out_channels, num_classes, aspp_rates)
+        self.freeze_bn = freeze_bn
+        if freeze_bn:
+            for bn in self._batch_norms():
+                bn.requires_grad_(False)
+
+    def _batch_norms(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def train(self, mode: bool = True) -> DeepLabV2:
+        """With ``freeze_bn`` (official MODEL.FREEZE_BN) BatchNorm layers stay in eval mode with fixed affine
+        parameters and running statistics."""
+        super().train(mode)
+        if self.freeze_bn:
+            for bn in self._batch_norms():
+                bn.eval()
+        return self
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         features = self.backbone(x)
@@ -148,4 +165,5 @@ def load_imagenet_weights(backbone: ResNetFeatureExtractor, path: str | os.PathL
 def parameter_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(backbone parameters, classifier parameters): the official code gives the classifier 10x the LR."""
     inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return list(inner.backbone.parameters()), list(inner.classifier.parameters())
+    return ([p for p in inner.backbone.parameters() if p.requires_grad],
+            [p for p in inner.classifier.parameters() if p.requires_grad])

@@ -52,13 +52,13 @@ PROTOTYPES_FILE = "prototypes.pt"
 def build_model(cfg: ProCAConfig, init: str, device: torch.device) -> DeepLabV2:
     """DeepLab-v2 from a procA model file ``init``, else ImageNet weights if configured, else random."""
     m = cfg.model
-    model = DeepLabV2(m.num_classes, m.blocks, m.base_width, m.dilate, m.aspp_rates)
+    model = DeepLabV2(m.num_classes, m.blocks, m.base_width, m.dilate, m.aspp_rates, m.freeze_bn)
     if init:
         load_module_state(model, load_checkpoint(init)["modules"]["model"], "model", source=init)
     elif m.imagenet_weights:
         load_imagenet_weights(model.backbone, m.imagenet_weights)
     model = model.to(device)
-    if m.sync_bn and dist.is_distributed() and device.type == "cuda":
+    if m.sync_bn and not m.freeze_bn and dist.is_distributed() and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
 

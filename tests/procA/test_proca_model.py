@@ -43,3 +43,14 @@ def test_imagenet_weights_load_from_a_torchvision_file(tmp_path):
         load_imagenet_weights(backbone, tmp_path / "absent.pth")
     with pytest.raises(CheckpointError, match="does not fit the configured backbone"):
         load_imagenet_weights(ResNetFeatureExtractor(blocks=(1, 1, 1, 1), base_width=8), path)
+
+
+def test_frozen_bn_keeps_statistics_and_affine_parameters():
+    model = DeepLabV2(num_classes=3, blocks=(1, 1, 1, 1), base_width=4, freeze_bn=True).train()
+    bn = model.backbone.bn1
+    before = bn.running_mean.clone()
+    model(torch.randn(2, 3, 32, 32) + 5.0)
+    assert not bn.training and torch.equal(bn.running_mean, before) and not bn.weight.requires_grad
+    live = DeepLabV2(num_classes=3, blocks=(1, 1, 1, 1), base_width=4).train()
+    live(torch.randn(2, 3, 32, 32) + 5.0)
+    assert live.backbone.bn1.training and not torch.equal(live.backbone.bn1.running_mean, before)
