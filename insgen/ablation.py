@@ -3,12 +3,14 @@
 Every ``probe_every`` iterations and at the end, under ``torch.random.fork_rng`` (training continues exactly as
 without the probe): the D over-fitting gap (training reals vs 300 held-out digits), instance-retrieval top-1 of D's
 features on the held-out digits, proxy-FD of G_ema against all 1,797 digits, and the class entropy of G_ema's
-samples. The training subset is fixed (``data.subset_seed``), so every arm and seed sees the same 100 images.
+samples (also appended to ``<run_dir>/probe.jsonl``). The training subset is fixed (``data.subset_seed``), so
+every arm and seed sees the same 100 images.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +106,8 @@ class _Probe:
                     "augment_p": float(state.augment_pipe.p) if state.augment_pipe is not None else 0.0,
                 }
             )
+        with open(state.run_dir / "probe.jsonl", "a") as f:  # follow a long run while it trains
+            f.write(json.dumps(self.history[-1]) + "\n")
 
 
 class _ProbedInsGen(InsGen):
