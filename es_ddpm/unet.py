@@ -1,10 +1,11 @@
 """The ADM UNet and its noisy-image classifier (Dhariwal & Nichol 2021), the denoisers ES-DDPM reuses (spec §3).
 
-Module and parameter names follow openai/guided-diffusion ``guided_diffusion/unet.py`` (``time_embed.0``,
-``input_blocks.N.M``, ``in_layers``/``emb_layers``/``out_layers``/``skip_connection``, ``qkv``/``proj_out``,
-``middle_block``, ``output_blocks``, ``out.2``), so the official checkpoints ``64x64_diffusion.pt``,
-``lsun_bedroom.pt``, ``lsun_cat.pt`` and ``64x64_classifier.pt`` load with ``weights_only=True`` into
-:class:`UNetModel` / :class:`EncoderUNetModel`. The code is written from the ADM paper and that naming, not copied.
+Module and parameter names follow openai/guided-diffusion ``guided_diffusion/unet.py`` (commit 18ff408:
+``time_embed.0``, ``input_blocks.N.M``, ``in_layers``/``emb_layers``/``out_layers``/``skip_connection``,
+``qkv``/``proj_out``, ``middle_block``, ``output_blocks``, ``out.2``), so the official checkpoints
+``64x64_diffusion.pt``, ``lsun_bedroom.pt``, ``lsun_cat.pt`` and ``64x64_classifier.pt`` load with
+``weights_only=True`` into :class:`UNetModel` / :class:`EncoderUNetModel`. The code is written from the ADM paper
+and that naming, not copied.
 
 Building blocks: ResBlock with scale-shift GroupNorm (AdaGN, ADM Sec. 3: h = GN(h)·(1 + s) + b), optional resampling
 inside the block (BigGAN-style, ``resblock_updown``), multi-head self-attention at the listed resolutions, sinusoidal
