@@ -195,6 +195,8 @@ class GaussianDiffusion:
 
     def steps_below(self, t_prime: int) -> int:
         """k = number of kept steps with original index < T' (official ``reverse_steps`` for an early stop at T')."""
+        if t_prime > self.timestep_map[-1] + 1:
+            raise ValueError(f"early stop T'={t_prime} is beyond the process's T = {self.timestep_map[-1] + 1}")
         k = sum(1 for s in self.timestep_map if s < t_prime)
         if k < 1:
             raise ValueError(

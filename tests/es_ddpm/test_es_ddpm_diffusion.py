@@ -170,6 +170,8 @@ def test_bad_k_and_bad_output_channels_are_clear_errors():
     diffusion = GaussianDiffusion.respaced(linear_betas(1000), "100")
     with pytest.raises(ValueError, match="k=101 must be in 1..100"):
         diffusion.sample_early_stop(CountingModel(), torch.zeros(1, 1, 2, 2), k=101)
+    with pytest.raises(ValueError, match="T'=5000 is beyond the process's T = 1000"):
+        diffusion.steps_below(5000)
     with pytest.raises(ValueError, match="keeps no step"):
         GaussianDiffusion.respaced(linear_betas(1000), "ddim10").steps_below(0)
     learned = GaussianDiffusion(cosine_betas(10), "learned_range")
