@@ -95,8 +95,8 @@ class TrainConfig:
 class PriorConfig:
     """The one-shot generator p(x_0) that ES-DDPM diffuses to T' (spec §4): its samples or the network."""
 
-    type: Literal["noise", "npz", "folder", "vae", "stylegan2"] = "noise"
-    path: str | None = None  # npz file, image folder, VAE snapshot, or StyleGAN2 snapshot/.pkl
+    type: Literal["noise", "npz", "folder", "vae", "dcgan", "stylegan2"] = "noise"
+    path: str | None = None  # npz file, image folder, VAE or DCGAN snapshot, or StyleGAN2 snapshot/.pkl
 
 
 @dataclass
@@ -129,6 +129,17 @@ class VAEConfig:
 
 
 @dataclass
+class GANConfig:
+    """Small DCGAN prior (``es_ddpm.gan``, used by the tiny preset)."""
+
+    z_dim: int = 32
+    channels: int = 64
+    batch: int = 64
+    lr: float = 2e-4
+    iterations: int = 3000
+
+
+@dataclass
 class ESDDPMConfig:
     """One ES-DDPM setting: the DDPM (model, diffusion, training), its prior and the early-stopped sampler."""
 
@@ -140,6 +151,7 @@ class ESDDPMConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
 
 
 def config_path(name: str) -> Path:

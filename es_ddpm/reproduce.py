@@ -41,6 +41,7 @@ from common.report import Report
 from common.threads import configure_threads
 from es_ddpm.config import ESDDPMConfig, build_diffusion, config_path
 from es_ddpm.data import dataset_tensor, load_training_data
+from es_ddpm.gan import load_gan, train_gan
 from es_ddpm.sample import es_sample, load_ddpm, stylegan2_samples
 from es_ddpm.train import train_ddpm
 from es_ddpm.vae import load_vae, train_vae
@@ -53,7 +54,7 @@ class Row:
     """One table row: where sampling starts and which chain it walks."""
 
     method: str
-    prior: str  # 'noise', 'vae', 'gan', or 'data' (real training images, the metric's floor)
+    prior: str  # 'noise', 'vae', 'dcgan', 'stylegan2', or 'data' (real training images, the metric's floor)
     t_prime: int | None  # None: the whole chain from x_T (or no diffusion at all for a prior alone)
     chain: str | None  # None: the prior's samples as they are (NFE 0)
     sampler: str = "ddpm"
@@ -62,7 +63,8 @@ class Row:
 TINY_ROWS = (
     Row("training digits (FD floor)", "data", None, None),
     Row("VAE alone", "vae", None, None),
-    Row("GAN alone", "gan", None, None),
+    Row("DCGAN alone", "dcgan", None, None),
+    Row("StyleGAN2 alone", "stylegan2", None, None),
     Row("DDPM, full chain", "noise", None, "1000"),
     Row("DDPM respaced", "noise", None, "25"),
     Row("DDIM", "noise", None, "ddim25", "ddim"),
@@ -74,13 +76,16 @@ TINY_ROWS = (
     Row("ES-DDPM", "vae", 200, "1000"),
     Row("ES-DDIM", "vae", 200, "ddim100", "ddim"),
     Row("ES-DDIM", "vae", 300, "ddim100", "ddim"),
-    Row("ES-DDPM", "gan", 25, "100"),
-    Row("ES-DDPM", "gan", 50, "100"),
-    Row("ES-DDPM", "gan", 100, "100"),
-    Row("ES-DDPM", "gan", 200, "100"),
-    Row("ES-DDPM", "gan", 100, "1000"),
-    Row("ES-DDIM", "gan", 100, "ddim100", "ddim"),
+    Row("ES-DDPM", "dcgan", 25, "100"),
+    Row("ES-DDPM", "dcgan", 50, "100"),
+    Row("ES-DDPM", "dcgan", 100, "100"),
+    Row("ES-DDPM", "dcgan", 200, "100"),
+    Row("ES-DDPM", "dcgan", 100, "1000"),
+    Row("ES-DDIM", "dcgan", 100, "ddim100", "ddim"),
+    Row("ES-DDPM", "stylegan2", 100, "100"),
+    Row("ES-DDPM", "stylegan2", 200, "100"),
 )
+PRIOR_NAMES = {"noise": "N(0, I)", "vae": "VAE", "dcgan": "DCGAN", "stylegan2": "StyleGAN2", "data": "data"}
 
 
 def _row_key(row: Row) -> str:
@@ -92,11 +97,12 @@ def _smoke_cfg(cfg: ESDDPMConfig) -> ESDDPMConfig:
         cfg,
         train=dataclasses.replace(cfg.train, iterations=3, batch=16, warmup_steps=0, log_every=1, snapshot_every=3),
         vae=dataclasses.replace(cfg.vae, iterations=3, batch=16),
+        gan=dataclasses.replace(cfg.gan, iterations=3, batch=16),
         sample=dataclasses.replace(cfg.sample, num_samples=16),
     )
 
 
-def _train_gan(cfg: ESDDPMConfig, work: Path, smoke: bool) -> Path:
+def _train_stylegan2(cfg: ESDDPMConfig, work: Path, smoke: bool) -> Path:
     """The tiny common.stylegan2 generator on the same training split (the held-out digits stay unseen)."""
     from common.stylegan2.config import StyleGAN2Config, preset_path
     from common.stylegan2.training import replace_cfg
@@ -119,7 +125,7 @@ def _train_gan(cfg: ESDDPMConfig, work: Path, smoke: bool) -> Path:
 
 
 def _stage_train(part: str, cfg: ESDDPMConfig, work: Path, smoke: bool) -> dict[str, object]:
-    """One training process: 'ddpm', or 'priors' (VAE then GAN). Returns its wall time and any GAN failure."""
+    """One training process: 'ddpm', or 'priors' (VAE, DCGAN, StyleGAN2). Returns wall times, any StyleGAN2 failure."""
     configure_threads()
     start = time.perf_counter()
     if part == "ddpm":
@@ -127,13 +133,15 @@ def _stage_train(part: str, cfg: ESDDPMConfig, work: Path, smoke: bool) -> dict[
         return {"ddpm_seconds": time.perf_counter() - start}
     train_vae(cfg, work / "vae")
     vae_seconds = time.perf_counter() - start
+    train_gan(cfg, work / "dcgan")
+    dcgan_seconds = time.perf_counter() - start - vae_seconds
     try:
-        gan = str(_train_gan(cfg, work, smoke))
+        gan = str(_train_stylegan2(cfg, work, smoke))
         error = None
-    except Exception as err:  # noqa: BLE001 - the report states that the GAN prior did not run, and why
+    except Exception as err:  # noqa: BLE001 - the report states that the StyleGAN2 prior did not run, and why
         gan, error = None, f"{type(err).__name__}: {err}"
-    return {"vae_seconds": vae_seconds, "gan_seconds": time.perf_counter() - start - vae_seconds, "gan": gan,
-            "gan_error": error}
+    return {"vae_seconds": vae_seconds, "dcgan_seconds": dcgan_seconds,
+            "gan_seconds": time.perf_counter() - start - vae_seconds - dcgan_seconds, "gan": gan, "gan_error": error}
 
 
 def _prior(row: Row, cfg: ESDDPMConfig, work: Path, gan: str | None, num: int) -> torch.Tensor:
@@ -144,7 +152,9 @@ def _prior(row: Row, cfg: ESDDPMConfig, work: Path, gan: str | None, num: int) -
         return torch.randn(shape, generator=generator)
     if row.prior == "vae":
         return load_vae(work / "vae", cfg).sample(num, generator)
-    if row.prior == "gan":
+    if row.prior == "dcgan":
+        return load_gan(work / "dcgan", cfg).sample(num, generator)
+    if row.prior == "stylegan2":
         return stylegan2_samples(gan, num, generator, "cpu")
     data = dataset_tensor(load_training_data(cfg.data, "train", cfg.seed))
     index = torch.randperm(len(data), generator=generator)[:num]
@@ -160,7 +170,7 @@ def _stage_sample(shard: int, shards: int, cfg: ESDDPMConfig, work: Path, rows: 
     piece = slice(shard * num // shards, (shard + 1) * num // shards)
     out = {}
     for row in rows:
-        if row.prior == "gan" and gan is None:
+        if row.prior == "stylegan2" and gan is None:
             continue
         start = time.perf_counter()
         x = _prior(row, cfg, work, gan, num)[piece]
@@ -223,8 +233,7 @@ def _merge(sampled: list[dict[str, dict[str, object]]]) -> dict[str, dict[str, o
 def _label(row: Row) -> str:
     if row.chain is None:
         return row.method
-    start = "N(0, I)" if row.prior == "noise" else row.prior.upper()
-    return f"{row.method} from {start}"
+    return f"{row.method} from {PRIOR_NAMES[row.prior]}"
 
 
 def write_report(outdir: Path, cfg: ESDDPMConfig, results: dict[str, dict[str, object]], info: dict[str, object],
@@ -238,15 +247,17 @@ def write_report(outdir: Path, cfg: ESDDPMConfig, results: dict[str, dict[str, o
         f"({cfg.model.num_channels} channels, mult {cfg.model.channel_mult}, {cfg.model.num_res_blocks} res block(s), "
         f"GroupNorm {cfg.model.norm_groups}), linear schedule, T = {cfg.diffusion.diffusion_steps}, fixed-large "
         f"variance, {cfg.train.iterations} iterations of batch {cfg.train.batch}. VAE prior: z = {cfg.vae.z_dim}, "
-        f"decoder σ² from the ES-DDPM bound at T' = {cfg.vae.t_prime}, {cfg.vae.iterations} iterations. GAN prior: "
-        f"the tiny common.stylegan2 generator on the same training split. Every row: N = {n} samples with the same "
+        f"decoder σ² from the ES-DDPM bound at T' = {cfg.vae.t_prime}, {cfg.vae.iterations} iterations. GAN priors: "
+        f"the package's DCGAN ({cfg.gan.iterations} iterations) and the tiny common.stylegan2 generator (its "
+        f"preset, 20 kimg), both on the same training split. Every row: N = {n} samples with the same "
         "seeds (same prior samples for every row of a prior); proxy-FD (the project's offline proxy CNN, not an FID) "
         f"against the {cfg.data.holdout} held-out digits; NFE counted by a wrapper around the UNet (per sample). "
-        f"Training wall time: DDPM {info['ddpm_seconds']:.0f} s, VAE {info['vae_seconds']:.0f} s, GAN "
-        f"{info['gan_seconds']:.0f} s (the DDPM in parallel with VAE + GAN); whole run {info['total_seconds']:.0f} s."
+        f"Training wall time: DDPM {info['ddpm_seconds']:.0f} s, VAE {info['vae_seconds']:.0f} s, DCGAN "
+        f"{info['dcgan_seconds']:.0f} s, StyleGAN2 {info['gan_seconds']:.0f} s (the DDPM in parallel with the priors); "
+        f"whole run {info['total_seconds']:.0f} s."
     )
     if info.get("gan_error"):
-        report.text(f"**The GAN prior did not train** ({info['gan_error']}); its rows are missing.")
+        report.text(f"**The StyleGAN2 prior did not train** ({info['gan_error']}); its rows are missing.")
     rows, table = [], []
     for row in TINY_ROWS:
         result = results.get(_row_key(row))
@@ -266,14 +277,15 @@ def write_report(outdir: Path, cfg: ESDDPMConfig, results: dict[str, dict[str, o
     report.text("\n".join(f"- {line}" for line in conclusions(rows)))
     report.heading("Samples")
     report.image_grid("samples_data.png", _first(results, TINY_ROWS[0]), "held-in training digits", scale=4)
-    for row in (TINY_ROWS[1], TINY_ROWS[2], TINY_ROWS[3]):
+    for row in TINY_ROWS[1:5]:
         if _row_key(row) in results:
             name = f"samples_{row.prior}_{(row.chain or 'alone').replace(',', '_')}.png"
             report.image_grid(name, _first(results, row), _label(row), scale=4)
     best = _best_es(rows)
     for prior, (row, _) in best.items():
         report.image_grid(f"samples_es_{prior}.png", _first(results, row),
-                          f"best ES row from the {prior.upper()}: {_label(row)}, T' = {row.t_prime}, chain {row.chain}",
+                          f"best ES row from the {PRIOR_NAMES[prior]}: {_label(row)}, T' = {row.t_prime}, "
+                          f"chain {row.chain}",
                           scale=4)
     report.heading("Proxy-FD vs NFE")
     report.curves("fd_vs_nfe.png", _fd_series(rows), title="proxy-FD vs NFE (log10)", xlabel="log10 NFE",
@@ -308,8 +320,8 @@ def _fd_series(rows: list[tuple[Row, dict[str, object]]]) -> dict[str, tuple[lis
     for row, result in rows:
         if row.prior == "data":
             continue
-        name = f"{row.sampler.upper()} from {'N(0, I)' if row.prior == 'noise' else row.prior.upper()}"
-        groups.setdefault(name if row.chain else f"{row.prior.upper()} alone", []).append(
+        name = f"{row.sampler.upper()} from {PRIOR_NAMES[row.prior]}"
+        groups.setdefault(name if row.chain else f"{PRIOR_NAMES[row.prior]} alone", []).append(
             (max(int(result["nfe"]), 1), float(result["fd"])))
     return {name: ([math.log10(n) for n, _ in sorted(pts)], [fd for _, fd in sorted(pts)])
             for name, pts in groups.items()}
@@ -318,16 +330,17 @@ def _fd_series(rows: list[tuple[Row, dict[str, object]]]) -> dict[str, tuple[lis
 def conclusions(rows: list[tuple[Row, dict[str, object]]]) -> list[str]:
     """Plain statements comparing the measured rows: best ES row per prior vs its prior, the full DDPM, equal NFE."""
     by_key = {_row_key(r): (r, res) for r, res in rows}
-    full = by_key.get(_row_key(TINY_ROWS[3]))
+    full = by_key.get(_row_key(TINY_ROWS[4]))
     lines = []
     for prior, (row, result) in _best_es(rows).items():
         alone = next((res for r, res in rows if r.prior == prior and r.chain is None), None)
         fd, nfe = float(result["fd"]), int(result["nfe"])
-        head = f"ES-{row.sampler.upper()} from the {prior.upper()} (T' = {row.t_prime}, chain {row.chain}, NFE {nfe})"
+        name = PRIOR_NAMES[prior]
+        head = f"ES-{row.sampler.upper()} from the {name} (T' = {row.t_prime}, chain {row.chain}, NFE {nfe})"
         if alone is not None:
             ratio = fd / float(alone["fd"])
             effect = "improves" if ratio < 1 else "does not improve"
-            lines.append(f"{head} reaches proxy-FD {fd:.1f} vs {float(alone['fd']):.1f} for the {prior.upper()} "
+            lines.append(f"{head} reaches proxy-FD {fd:.1f} vs {float(alone['fd']):.1f} for the {name} "
                          f"alone ({ratio:.2f}x): diffuse-then-denoise {effect} the prior.")
         if full is not None:
             full_fd, full_nfe = float(full[1]["fd"]), int(full[1]["nfe"])
@@ -349,8 +362,8 @@ def conclusions(rows: list[tuple[Row, dict[str, object]]]) -> list[str]:
     for r, res in pairs:
         twin = by_key.get(_row_key(Row("ES-DDPM", r.prior, r.t_prime, r.chain.removeprefix("ddim"))))
         if twin is not None:
-            lines.append(f"{r.prior.upper()}, T' = {r.t_prime}, NFE {res['nfe']}: ancestral {float(twin[1]['fd']):.1f} "
-                         f"vs DDIM {float(res['fd']):.1f}.")
+            lines.append(f"{PRIOR_NAMES[r.prior]}, T' = {r.t_prime}, NFE {res['nfe']}: ancestral "
+                         f"{float(twin[1]['fd']):.1f} vs DDIM {float(res['fd']):.1f}.")
     return lines or ["no ES rows ran"]
 
 

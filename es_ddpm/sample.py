@@ -1,4 +1,4 @@
-"""``python -m es_ddpm.sample --cfg CFG --prior npz|folder|vae|stylegan2|noise --early-stop T' --chain 250``.
+"""``python -m es_ddpm.sample --cfg CFG --prior npz|folder|vae|dcgan|stylegan2|noise --early-stop T' --chain 250``.
 
 ES-DDPM sampling (spec §2.4): prior samples x_g -> x_{T'} = q_sample(x_g, k-1) -> the last k steps of the chain
 (k = number of kept steps below T'; NFE = k, DDPM or DDIM). ``--early-stop none`` (or ``--prior noise``) is the
@@ -29,6 +29,7 @@ from common.report import save_image_grid
 from es_ddpm.config import ESDDPMConfig, build_classifier, build_diffusion, build_unet, config_path
 from es_ddpm.data import load_folder_samples, load_npz_samples, save_npz_samples, to_uint8
 from es_ddpm.diffusion import GaussianDiffusion
+from es_ddpm.gan import load_gan
 from es_ddpm.vae import load_vae
 
 
@@ -93,6 +94,8 @@ def prior_samples(
         x, labels = load_folder_samples(prior.path, cfg.model.in_channels), None
     elif prior.type == "vae":
         x, labels = load_vae(prior.path, cfg, device).sample(num, generator, device), None
+    elif prior.type == "dcgan":
+        x, labels = load_gan(prior.path, cfg, device).sample(num, generator, device), None
     else:
         x, labels = stylegan2_samples(prior.path, num, generator, device), None
     if tuple(x.shape[1:]) != shape:
@@ -168,8 +171,9 @@ def _edit_input(path: str, cfg: ESDDPMConfig, num: int, device: torch.device) ->
 @click.command()
 @common_options
 @click.option("--ckpt", default=None, help="DDPM checkpoint (sample.checkpoint).")
-@click.option("--prior", "prior_type", type=click.Choice(["noise", "npz", "folder", "vae", "stylegan2"]), default=None)
-@click.option("--prior-path", default=None, help="npz, image folder, VAE snapshot or StyleGAN2 snapshot/.pkl.")
+@click.option("--prior", "prior_type", default=None,
+              type=click.Choice(["noise", "npz", "folder", "vae", "dcgan", "stylegan2"]))
+@click.option("--prior-path", default=None, help="npz, image folder, VAE/DCGAN snapshot, or StyleGAN2 snapshot/.pkl.")
 @click.option("--early-stop", "early_stop", default=None, help="T' (sample.t_prime); 'none' = start from scratch.")
 @click.option("--chain", default=None, help="Respacing: '1000', '250', 'ddim100', ... (sample.chain).")
 @click.option("--sampler", type=click.Choice(["ddpm", "ddim"]), default=None)

@@ -19,17 +19,19 @@ def test_smoke_report_has_every_section(tmp_path):
                     "## DDPM training loss"):
         assert section in text
     rows = json.loads((out / "results.json").read_text())
-    assert len(rows) == len(TINY_ROWS)  # every row ran, the GAN prior's included
+    assert len(rows) == len(TINY_ROWS)  # every row ran, the StyleGAN2 prior's included
     nfe = {(r["row"], r["t_prime"], r["chain"]): r["nfe"] for r in rows}
     assert nfe["DDPM, full chain from N(0, I)", None, "1000"] == 1000
-    assert nfe["ES-DDPM from VAE", 200, "100"] == 20 and nfe["ES-DDIM from GAN", 100, "ddim100"] == 10
+    assert nfe["ES-DDPM from VAE", 200, "100"] == 20 and nfe["ES-DDIM from DCGAN", 100, "ddim100"] == 10
     assert all(r["fd"] > 0 for r in rows)
-    for png in ("fd_vs_nfe.png", "samples_es_vae.png", "samples_es_gan.png", "samples_noise_1000.png"):
+    pngs = ("fd_vs_nfe.png", "samples_es_vae.png", "samples_es_dcgan.png", "samples_es_stylegan2.png",
+            "samples_noise_1000.png")
+    for png in pngs:
         assert (out / png).stat().st_size > 0
 
 
 def test_conclusions_state_wins_and_losses():
-    full = (TINY_ROWS[3], {"fd": 25.0, "nfe": 1000})
+    full = (TINY_ROWS[4], {"fd": 25.0, "nfe": 1000})
     ddim = (Row("DDIM", "noise", None, "ddim25", "ddim"), {"fd": 28.0, "nfe": 25})
     vae = (Row("VAE alone", "vae", None, None), {"fd": 180.0, "nfe": 0})
     es = (Row("ES-DDPM", "vae", 300, "100"), {"fd": 33.0, "nfe": 30})
