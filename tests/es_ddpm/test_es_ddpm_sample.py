@@ -16,6 +16,7 @@ from common.data import DatasetError
 from es_ddpm.config import ESDDPMConfig, build_diffusion, config_path
 from es_ddpm.data import load_folder_samples, load_npz_samples, save_npz_samples
 from es_ddpm.diffusion import linear_betas
+from es_ddpm.gan import load_gan, train_gan
 from es_ddpm.sample import es_sample, load_ddpm
 from es_ddpm.sample import main as sample_main
 from es_ddpm.train import train_ddpm
@@ -99,3 +100,16 @@ def test_vae_decoder_variance_follows_the_es_bound():
     assert decoder_variance(dataclasses.replace(cfg, t_prime=100), abar) == pytest.approx(0.1148, abs=5e-4)
     assert decoder_variance(dataclasses.replace(cfg, t_prime=200), abar) == pytest.approx(0.5174, abs=5e-4)
     assert decoder_variance(dataclasses.replace(cfg, decoder_variance=1.0), abar) == 1.0
+
+
+def test_dcgan_prior_trains_and_feeds_the_sampler(trained, tmp_path):
+    cfg, run = trained
+    cfg = dataclasses.replace(cfg, gan=dataclasses.replace(cfg.gan, iterations=5, batch=8))
+    stats = train_gan(cfg, tmp_path / "gan")
+    assert set(stats) == {"loss_d", "loss_g"} and all(np.isfinite(list(stats.values())))
+    x = load_gan(tmp_path / "gan", cfg).sample(4, torch.Generator().manual_seed(0))
+    assert x.shape == (4, 1, 16, 16) and x.abs().max() <= 1.0
+    result = CliRunner().invoke(sample_main, ["--cfg", "tiny", "--ckpt", str(run / "ddpm"), "--prior", "dcgan",
+                                              "--prior-path", str(tmp_path / "gan"), "--num", "3", "--early-stop",
+                                              "100", "--chain", "100", "--outdir", str(tmp_path / "out")])
+    assert result.exit_code == 0 and "3 samples, NFE 10" in result.output, result.output
