@@ -81,7 +81,10 @@ class SegmentationTransform:
 
 
 class SegmentationDataset(torch.utils.data.Dataset):
-    """``(image, label)`` pairs from a loader of raw samples and a :class:`SegmentationTransform`."""
+    """``(image, label)`` pairs from a loader of raw samples and a :class:`SegmentationTransform`.
+
+    ``load_raw(i)`` gives the untransformed ``(PIL image, uint8 label or None)`` (pseudo-labelling needs the full size).
+    """
 
     def __init__(
         self,
@@ -90,14 +93,14 @@ class SegmentationDataset(torch.utils.data.Dataset):
         transform: SegmentationTransform,
     ) -> None:
         self.names = list(names)
-        self._load = load
+        self.load_raw = load
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.names)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        image, label = self._load(index)
+        image, label = self.load_raw(index)
         return self.transform(image, label)
 
 
@@ -223,7 +226,7 @@ def with_pseudo_labels(
             raise DatasetError(f"pseudo-label missing: {path}; run python -m procA.pseudo_label on this target set")
 
     def load(i: int) -> tuple[PIL.Image.Image, np.ndarray]:
-        image, _ = images._load(i)
+        image, _ = images.load_raw(i)
         return image, _read_index_png(paths[i])
 
     return SegmentationDataset(images.names, load, transform)

@@ -70,7 +70,7 @@ def generate_pseudo_labels(cfg: ProCAConfig, model_path: str, out_dir: Path, dev
                                   cfg.pseudo_label.threshold_percent, cfg.pseudo_label.threshold_cap)
     out_dir.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(data.names):
-        raw_image, _ = data._load(i)
+        raw_image, _ = data.load_raw(i)
         image, _ = data[i]
         logits = model.predict(image[None].to(device))
         probs = F.interpolate(logits, size=(raw_image.height, raw_image.width), mode="bilinear",
