@@ -76,12 +76,13 @@ TINY_ROWS = (
     Row("ES-DDPM", "vae", 200, "1000"),
     Row("ES-DDIM", "vae", 200, "ddim100", "ddim"),
     Row("ES-DDIM", "vae", 300, "ddim100", "ddim"),
-    Row("ES-DDPM", "dcgan", 25, "100"),
     Row("ES-DDPM", "dcgan", 50, "100"),
     Row("ES-DDPM", "dcgan", 100, "100"),
     Row("ES-DDPM", "dcgan", 200, "100"),
+    Row("ES-DDPM", "dcgan", 300, "100"),
     Row("ES-DDPM", "dcgan", 100, "1000"),
     Row("ES-DDIM", "dcgan", 100, "ddim100", "ddim"),
+    Row("ES-DDIM", "dcgan", 300, "ddim100", "ddim"),
     Row("ES-DDPM", "stylegan2", 100, "100"),
     Row("ES-DDPM", "stylegan2", 200, "100"),
 )
@@ -339,7 +340,7 @@ def conclusions(rows: list[tuple[Row, dict[str, object]]]) -> list[str]:
         head = f"ES-{row.sampler.upper()} from the {name} (T' = {row.t_prime}, chain {row.chain}, NFE {nfe})"
         if alone is not None:
             ratio = fd / float(alone["fd"])
-            effect = "improves" if ratio < 1 else "does not improve"
+            effect = "improves" if ratio < 0.9 else ("hardly changes" if ratio <= 1.1 else "worsens")
             lines.append(f"{head} reaches proxy-FD {fd:.1f} vs {float(alone['fd']):.1f} for the {name} "
                          f"alone ({ratio:.2f}x): diffuse-then-denoise {effect} the prior.")
         if full is not None:

@@ -39,6 +39,7 @@ def test_conclusions_state_wins_and_losses():
     assert "0.18x" in lines[0] and "improves the prior" in lines[0]
     assert lines[1].startswith("It does not beat the full 1000-step DDPM (25.0) with 33x fewer NFE")
     assert "does not beat the best sampler from noise" in lines[2]
+    assert "hardly changes the prior" in conclusions([(vae[0], {"fd": 35.0, "nfe": 0}), es])[0]
     better = (Row("ES-DDPM", "vae", 300, "100"), {"fd": 20.0, "nfe": 30})
     lines = conclusions([full, ddim, vae, better])
     assert lines[1].startswith("It beats the full") and "it beats the best sampler" in lines[2]
