@@ -130,9 +130,9 @@ def run_arm(spec: ArmSpec) -> dict[str, Any]:
     configure_threads()
     cfg = arm_config(spec)
     method = _ProbedInsGen(spec.probe_every, int(cfg.train.total_kimg * 1000), spec.num_fakes)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     state = train(cfg, spec.run_dir, method=method, device="cpu")
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     z = torch.randn([GRID_SIZE, state.G_ema.z_dim], generator=torch.Generator().manual_seed(123))
     return {
         "spec": dataclasses.asdict(spec),
@@ -141,6 +141,7 @@ def run_arm(spec: ArmSpec) -> dict[str, Any]:
         "final": method.probe.history[-1],
         "grid": generate_images(state.G_ema, z, None),
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "iterations": state.batch_idx,
     }
 
