@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from common.config import ConfigError
 from common.stylegan2.augment import augment_pipe as make_augment_pipe
 from common.stylegan2.loss import StyleGAN2Loss
-from common.stylegan2.training import LoopState, Method
+from common.stylegan2.training import LoopState, Method, lazy_adam
 from insgen.config import InsGenConfig
 from insgen.contrastive import InstanceDiscriminationHead, default_queue_size, momentum_update_
 from insgen.loss import InsGenLoss
@@ -113,9 +113,9 @@ class InsGen(Method):
                 head_channels(cfg), temperature=ic.temperature, queue_size=size, momentum=ic.momentum
             ).to(state.device)
         self.real_head, self.fake_head = heads["real_head"], heads["fake_head"]
-        optim = cfg.optim
-        self.real_head_opt = _lazy_adam(self.real_head, optim.d_lr, optim.betas, optim.eps, optim.d_reg_interval)
-        self.fake_head_opt = _lazy_adam(self.fake_head, optim.g_lr, optim.betas, optim.eps, optim.g_reg_interval)
+        o = cfg.optim  # phi_r steps with D's settings, phi_f with G's (official training_loop.py)
+        self.real_head_opt = lazy_adam(self.real_head.mlp.parameters(), o.d_lr, o.betas, o.eps, o.d_reg_interval)
+        self.fake_head_opt = lazy_adam(self.fake_head.mlp.parameters(), o.g_lr, o.betas, o.eps, o.g_reg_interval)
         state.modules.update(D_ema=self.D_ema, real_head=self.real_head, fake_head=self.fake_head)
         state.optimizers.update(real_head=self.real_head_opt, fake_head=self.fake_head_opt)
 
@@ -143,10 +143,3 @@ class InsGen(Method):
         if self.D_ema is not None:
             momentum_update_(self.D_ema, state.D, state.cfg.insgen.momentum)
 
-
-def _lazy_adam(
-    head: InstanceDiscriminationHead, lr: float, betas: tuple[float, float], eps: float, interval: int
-) -> torch.optim.Adam:
-    """Adam on the head's MLP with the lazy-regularisation correction of its network (official training_loop.py)."""
-    ratio = interval / (interval + 1) if interval else 1.0
-    return torch.optim.Adam(head.mlp.parameters(), lr=lr * ratio, betas=tuple(b**ratio for b in betas), eps=eps)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,21 +154,27 @@ def update_ema(module: nn.Module, ema: nn.Module, beta: float) -> None:
         b_ema.copy_(b)
 
 
+def lazy_adam(
+    params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], eps: float, interval: int
+) -> torch.optim.Adam:
+    """Adam for a network regularised every ``interval`` steps: lr and betas rescaled by c = I / (I + 1) (§2.2);
+    ``interval`` 0 (no lazy regularisation) keeps them as given."""
+    ratio = interval / (interval + 1) if interval else 1.0
+    return torch.optim.Adam(params, lr=lr * ratio, betas=tuple(b**ratio for b in betas), eps=eps)
+
+
 def _phases(G: nn.Module, D: nn.Module, cfg: StyleGAN2Config) -> list[Phase]:
-    """Adam per network; with lazy regularisation lr and betas are rescaled by k / (k + 1) (§2.2)."""
+    """Adam per network (:func:`lazy_adam`); main and reg phases with lazy regularisation, one 'both' phase without."""
     phases = []
     optim = cfg.optim
     for name, module, lr, interval in (
         ("G", G, optim.g_lr, optim.g_reg_interval),
         ("D", D, optim.d_lr, optim.d_reg_interval),
     ):
-        params = [p for p in module.parameters() if p.requires_grad]
+        opt = lazy_adam([p for p in module.parameters() if p.requires_grad], lr, optim.betas, optim.eps, interval)
         if interval:
-            ratio = interval / (interval + 1)
-            opt = torch.optim.Adam(params, lr=lr * ratio, betas=tuple(b**ratio for b in optim.betas), eps=optim.eps)
             phases += [Phase(f"{name}main", module, opt, 1), Phase(f"{name}reg", module, opt, interval)]
         else:
-            opt = torch.optim.Adam(params, lr=lr, betas=optim.betas, eps=optim.eps)
             phases.append(Phase(f"{name}both", module, opt, 1))
     return phases
 

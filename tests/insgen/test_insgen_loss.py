@@ -10,11 +10,11 @@ import torch
 from common.config import ConfigError, load_config
 from common.stylegan2.augment import augment_pipe
 from common.stylegan2.networks import Discriminator, Generator
-from common.stylegan2.training import Method, replace_cfg, train
+from common.stylegan2.training import Method, lazy_adam, replace_cfg, train
 from insgen.config import InsGenConfig, config_path
 from insgen.contrastive import InstanceDiscriminationHead
 from insgen.loss import InsGenLoss
-from insgen.method import InsGen, LinearAugmentSchedule, _lazy_adam
+from insgen.method import InsGen, LinearAugmentSchedule
 
 
 def _nets():
@@ -34,7 +34,7 @@ def _loss(weight_fake_on_g: float = 0.1) -> tuple[InsGenLoss, dict[str, int]]:
     G, D = _nets()
     D_ema = copy.deepcopy(D).requires_grad_(False)
     heads = [InstanceDiscriminationHead(8, queue_size=16) for _ in range(2)]
-    opts = [_lazy_adam(h, 0.002, (0.0, 0.99), 1e-8, 16) for h in heads]
+    opts = [lazy_adam(h.mlp.parameters(), 0.002, (0.0, 0.99), 1e-8, 16) for h in heads]
     loss = InsGenLoss(
         G, D, D_ema=D_ema, real_head=heads[0], fake_head=heads[1], real_head_opt=opts[0], fake_head_opt=opts[1],
         view_augment=augment_pipe("bgc", p=0.5), weight_fake_on_g=weight_fake_on_g, r1_gamma=1.0,
