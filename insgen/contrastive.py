@@ -74,7 +74,9 @@ class InstanceDiscriminationHead(nn.Module):
         self.register_buffer("queue", F.normalize(torch.randn(PROJECTION_DIM, queue_size), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
 
-    def forward(self, query_feats: Tensor, key_feats: Tensor, loss_only: bool = False, enqueue_query: bool = False):
+    def forward(
+        self, query_feats: Tensor, key_feats: Tensor, loss_only: bool = False, enqueue_query: bool = False
+    ) -> Tensor:
         """InfoNCE of mlp(query_feats) against momentum_mlp(key_feats) and the queue; returns the scalar loss.
 
         query_feats, key_feats: (N, C, H, W) or (N, C). Unless ``loss_only``, enqueues the keys afterwards, or with

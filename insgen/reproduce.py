@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +93,18 @@ def run_tiny(
         spec.run_dir = run_dir_for(out / "runs", spec)
     start = time.perf_counter()
     context = multiprocessing.get_context("spawn")
+    click.echo(f"training {len(specs)} arms, {workers} at a time (one thread each); runs and probes in {out / 'runs'}")
+    results = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        results = list(pool.map(run_arm, specs))
+        # per-arm progress bars would interleave; one line per finished arm instead (probe.jsonl follows each run)
+        for done, future in enumerate(as_completed([pool.submit(run_arm, spec) for spec in specs]), start=1):
+            result = future.result()
+            click.echo(
+                f"[{done}/{len(specs)}] {result['label']}: gap {result['final']['gap']:.3f}, "
+                f"proxy-FD {result['final']['proxy_fd']:.1f}, {result['seconds']:.0f} s "
+                f"({(time.perf_counter() - start) / 60:.1f} min elapsed)"
+            )
+            results.append(result)
     wall = time.perf_counter() - start
     (out / "results.json").write_text(
         json.dumps([{k: v for k, v in r.items() if k != "grid"} for r in results], indent=1)
@@ -105,6 +115,17 @@ def run_tiny(
 def _pick(results: list[dict[str, Any]], setting: str, insgen: bool) -> list[dict[str, Any]]:
     chosen = [r for r in results if r["spec"]["setting"] == setting and r["spec"]["insgen"] == insgen]
     return sorted(chosen, key=lambda r: r["spec"]["seed"])
+
+
+def _curves(results: list[dict[str, Any]], setting: str, key: str) -> dict[str, tuple[list[float], list[float]]]:
+    """One (kimg, value) series per arm and seed of ``setting`` for ``report.curves``."""
+    return {
+        f"{'InsGen' if r['spec']['insgen'] else 'baseline'} s{r['spec']['seed']}": (
+            [h["kimg"] for h in r["history"]],
+            [h[key] for h in r["history"]],
+        )
+        for r in _pick(results, setting, False) + _pick(results, setting, True)
+    }
 
 
 def _mean_spread(values: list[float]) -> str:
@@ -157,13 +178,7 @@ def write_report(out: Path, results: list[dict[str, Any]], wall: float, workers:
     )
     report.text("\n".join(f"- {v}" for v in verdicts))
     for setting in ("noaug", "ada"):
-        series = {
-            f"{'InsGen' if r['spec']['insgen'] else 'baseline'} s{r['spec']['seed']}": (
-                [h["kimg"] for h in r["history"]],
-                [h["gap"] for h in r["history"]],
-            )
-            for r in _pick(results, setting, False) + _pick(results, setting, True)
-        }
+        series = _curves(results, setting, "gap")
         report.curves(f"gap_{setting}.png", series, title=f"D gap, {setting}", xlabel="kimg", ylabel="gap")
 
     report.heading("Sample quality and diversity")
@@ -193,13 +208,7 @@ def write_report(out: Path, results: list[dict[str, Any]], wall: float, workers:
     )
     report.text(_fd_verdict(results))
     for setting in ("noaug", "ada"):
-        series = {
-            f"{'InsGen' if r['spec']['insgen'] else 'baseline'} s{r['spec']['seed']}": (
-                [h["kimg"] for h in r["history"]],
-                [h["proxy_fd"] for h in r["history"]],
-            )
-            for r in _pick(results, setting, False) + _pick(results, setting, True)
-        }
+        series = _curves(results, setting, "proxy_fd")
         report.curves(f"proxy_fd_{setting}.png", series, title=f"proxy-FD, {setting}", xlabel="kimg", ylabel="proxy-FD")
 
     report.heading("Samples")
