@@ -5,6 +5,11 @@ reference path, of the CUDA kernels (on a CUDA device) and of the straightforwar
 reference uses (bias, activation, gain and clamp as separate autograd ops; upfirdn2d as zero insertion + padding +
 depthwise conv2d with the 2-D filter + subsampling), and the ratio ours / straightforward. ``fwd+bwd`` times the
 forward pass plus the backward pass to the inputs. One intra-op CPU thread unless ``--threads`` says otherwise.
+
+For the three convolution ops it also times the channel-mixing convolution alone (``conv alone``: the stride-2
+``conv_transpose2d`` or ``conv2d`` every implementation of the op must run, in the faster of NCHW and NHWC): no
+path built on the same convolution can be faster than that, so ``conv alone / straightforward`` is the floor of
+the ratio.
 """
 
 from __future__ import annotations
@@ -71,8 +76,8 @@ def straightforward_resampling() -> Iterator[None]:
         conv_module.upfirdn2d, conv_module._nhwc_on_cpu = originals
 
 
-def _keep_layout(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.memory_format]:
-    return x, w, extension.memory_format_of(x)
+def _keep_layout(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x, w
 
 
 def _op_call(op: str, impl: str, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -102,6 +107,13 @@ def _op_call(op: str, impl: str, x: torch.Tensor, params: dict[str, torch.Tensor
         # SynthesisLayer conv0 in training mode: up=2, non-fused, demodulated, with noise
         return modulated_conv2d(x, params["weight"], params["styles"], noise=params["noise"], up=2, padding=1,
                                 resample_filter=f, flip_weight=False, fused_modconv=False)
+
+
+def _conv_alone(op: str, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The bare convolution inside ``op``: 3x3 transposed stride 2 (up) or 3x3 stride 2 on the FIR output (down)."""
+    if op == "conv2d_resample_down":
+        return F.conv2d(F.pad(x, [1, 0, 1, 0]), weight, stride=2)  # the FIR pass leaves res + 1 pixels
+    return F.conv_transpose2d(x, weight, stride=2)
 
 
 def _params(op: str, channels: int, res: int, batch: int, device: torch.device, dtype: torch.dtype,
@@ -160,6 +172,9 @@ def run(ops: list[str], shapes: list[tuple[int, int]], batch: int, device: torch
                 with torch.no_grad() if not backward else contextlib.nullcontext():
                     row[impl] = time_call(call, device, repeats)
                     outputs[impl] = call().float()
+            if op in _CONV_OPS:
+                row["conv alone"] = min(_time_conv_alone(op, x, params["weight"], layout, device, repeats, backward)
+                                        for layout in (torch.contiguous_format, torch.channels_last))
             scale = outputs["straightforward"].abs().max().clamp_min(1e-30)
             row["max_rel_diff"] = max(float((outputs[i] - outputs["straightforward"]).abs().max() / scale)
                                       for i in impls)
@@ -168,9 +183,24 @@ def run(ops: list[str], shapes: list[tuple[int, int]], batch: int, device: torch
     return rows
 
 
+def _time_conv_alone(op: str, x: torch.Tensor, weight: torch.Tensor, layout: torch.memory_format,
+                     device: torch.device, repeats: int, backward: bool) -> float:
+    xi = x.detach().contiguous(memory_format=layout).requires_grad_(backward)
+    weight = weight.contiguous(memory_format=layout)
+
+    def call() -> torch.Tensor:
+        y = _conv_alone(op, xi, weight)
+        return torch.autograd.grad(y, xi, torch.ones_like(y))[0] if backward else y
+
+    with torch.no_grad() if not backward else contextlib.nullcontext():
+        return time_call(call, device, repeats)
+
+
 def _format_row(row: dict[str, object], impls: list[str]) -> str:
-    cells = [str(row["op"]), str(row["shape"])] + [f"{row[i]:.2f}" for i in impls]
-    cells += [f"{row[i] / row['straightforward']:.2f}x" for i in impls if i != "straightforward"]
+    columns = impls + ["conv alone"]
+    cells = [str(row["op"]), str(row["shape"])] + [f"{row[i]:.2f}" if i in row else "-" for i in columns]
+    cells += [f"{row[i] / row['straightforward']:.2f}x" if i in row else "-"
+              for i in columns if i != "straightforward"]
     cells.append(f"{row['max_rel_diff']:.1e}")
     return "| " + " | ".join(cells) + " |"
 
@@ -195,14 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     shapes = [s for s in SHAPES if s[1] <= args.max_res]
     impls = (["cuda"] if device.type == "cuda" else []) + ["ref", "straightforward"]
-    ratios = [f"{i} / straightforward" for i in impls if i != "straightforward"]
+    columns = impls + ["conv alone"]
+    ratios = [f"{i} / straightforward" for i in columns if i != "straightforward"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
     modes = ["fwd", "fwd+bwd"] if args.mode == "both" else [args.mode]
     for mode in modes:
         print(f"\n{mode}, {args.dtype}, {name}; median of {args.repeats} (ms)\n")
-        print("| op | shape | " + " | ".join(f"{i} ms" for i in impls) + " | " + " | ".join(ratios) +
+        print("| op | shape | " + " | ".join(f"{i} ms" for i in columns) + " | " + " | ".join(ratios) +
               " | max rel diff |")
-        print("|" + "---|" * (3 + len(impls) + len(ratios)))
+        print("|" + "---|" * (3 + len(columns) + len(ratios)))
         run(ops, shapes, args.batch, device, getattr(torch, args.dtype), args.repeats, backward=mode == "fwd+bwd")
     print(f"\nbench: {len(ops)} ops x {len(shapes)} shapes on {name} done")
     return 0
