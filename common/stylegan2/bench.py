@@ -111,8 +111,8 @@ def official_arm(root: Path, cfg: StyleGAN2Config, resolution: int, channels: in
 def _import_from(root: Path, name: str) -> ModuleType:
     """Import ``name`` from the clone at ``root``, dropping same-named packages imported from elsewhere."""
     top = name.split(".")[0]
-    loaded = sys.modules.get(top)
-    if loaded is not None and Path(root).resolve() not in Path(list(loaded.__path__)[0]).resolve().parents:
+    origin = getattr(sys.modules.get(top), "__file__", None) or "/"
+    if top in sys.modules and Path(root).resolve() not in Path(origin).resolve().parents:
         for key in [k for k in sys.modules if k == top or k.startswith(top + ".")]:
             del sys.modules[key]
     sys.path.insert(0, str(root))

@@ -67,11 +67,20 @@ def test_official_arm_gets_train_py_kwargs_and_alternates_with_ours(fake_clone: 
     assert calls[2] == ("loss", {"style_mixing_prob": 0.9, "r1_gamma": 0.01, "pl_batch_shrink": 2, "pl_decay": 0.01,
                                  "pl_weight": 2.0, "augment_p": pytest.approx(0.3)})
     del calls[:]
+    ours_accumulate, ours_modules = arms["ours"]
+
+    def logged_ours(phase, batch):
+        calls.append(("ours", phase))
+        ours_accumulate(phase, batch)
+
+    arms["ours"] = (logged_ours, ours_modules)
 
     times = bench.time_arms(arms, cfg, res, channels, batch=4, repeats=2, device=torch.device("cpu"))
 
-    # warm-up + 2 timed calls per phase, each on the full batch of 4 images and latents, sync on, gain 1
-    assert calls == [("phase", p, (4, 3, 16, 16), (4, 64), True, 1.0) for p in bench.PHASES for _ in range(3)]
+    # per phase: warm-up + 2 timed calls, ours and official taking turns, the official one on the full batch of 4
+    # images and latents with sync on and gain 1
+    official_call = lambda p: ("phase", p, (4, 3, 16, 16), (4, 64), True, 1.0)  # noqa: E731
+    assert calls == [c for p in bench.PHASES for _ in range(3) for c in (("ours", p), official_call(p))]
     for t in times.values():
         expected = t["Gmain_cpu"] + t["Greg_cpu"] / 4 + t["Dmain_cpu"] + t["Dreg_cpu"] / 16
         assert t["iter_cpu"] == pytest.approx(expected)
