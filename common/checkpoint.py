@@ -19,7 +19,7 @@ import os
 import pickle
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,10 +142,20 @@ def capture(
     }
 
 
-def load_module_state(module: nn.Module, state_dict: Mapping[str, Any], name: str, source: str = "checkpoint") -> None:
-    """Strict ``load_state_dict`` whose error lists missing, unexpected and shape-mismatched keys."""
+def load_module_state(
+    module: nn.Module,
+    state_dict: Mapping[str, Any],
+    name: str,
+    source: str = "checkpoint",
+    new_modules: Sequence[str] = (),
+) -> None:
+    """Strict ``load_state_dict`` whose error lists missing, unexpected and shape-mismatched keys.
+
+    ``new_modules`` names child modules that ``module`` adds on top of the saved network (a key with such a dotted
+    component may be missing from ``state_dict``; it keeps its value), e.g. layers added to a pretrained G.
+    """
     own = dist.unwrap(module).state_dict()
-    missing = sorted(set(own) - set(state_dict))
+    missing = sorted(k for k in set(own) - set(state_dict) if not set(k.split(".")) & set(new_modules))
     unexpected = sorted(set(state_dict) - set(own))
     mismatched = [
         f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(own[key].shape)}"
@@ -163,7 +173,7 @@ def load_module_state(module: nn.Module, state_dict: Mapping[str, Any], name: st
                 shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
                 lines.append(f"  {title}: {shown}")
         raise CheckpointError("\n".join(lines))
-    dist.unwrap(module).load_state_dict(state_dict)
+    dist.unwrap(module).load_state_dict(state_dict, strict=not new_modules)
 
 
 def restore(

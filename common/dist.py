@@ -182,6 +182,33 @@ def all_gather_cat(tensor: Tensor, dim: int = 0) -> Tensor:
     return torch.cat(all_gather(tensor), dim=dim)
 
 
+@torch.no_grad()
+def batch_shuffle(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Shuffle-BN, step 1 (MoCo ``_batch_shuffle_ddp``): gather every rank's batch, permute the global batch with
+    rank 0's ``randperm`` and hand each rank its slice; returns ``(this rank's shuffled slice, idx_unshuffle)``.
+
+    Key encoders with BatchNorm then normalise over a mix of every rank's samples, so the batch statistics cannot
+    leak which key belongs to which query. In one process the batch is returned as it is with an identity index:
+    one BatchNorm over the whole batch sees the same statistics in any order (genforce/insgen does the same).
+    """
+    if not is_distributed():
+        return x, torch.arange(len(x), device=x.device)
+    gathered = all_gather_cat(x)
+    idx_shuffle = torch.randperm(len(gathered), device=x.device)
+    torch_dist.broadcast(idx_shuffle, src=0)
+    idx_this = idx_shuffle.view(get_world_size(), -1)[get_rank()]
+    return gathered[idx_this], torch.argsort(idx_shuffle)
+
+
+@torch.no_grad()
+def batch_unshuffle(x: Tensor, idx_unshuffle: Tensor) -> Tensor:
+    """Shuffle-BN, step 2 (MoCo ``_batch_unshuffle_ddp``): this rank's outputs back in its original sample order."""
+    if not is_distributed():
+        return x[idx_unshuffle]
+    gathered = all_gather_cat(x)
+    return gathered[idx_unshuffle.view(get_world_size(), -1)[get_rank()]]
+
+
 def broadcast_module(module: nn.Module, src: int = 0) -> None:
     """Copy rank ``src``'s parameters and buffers into ``module`` on every rank (no-op in a single process)."""
     if not is_distributed():

@@ -10,6 +10,9 @@ Semantics follow genforce/insgen ``training/contrastive_head.py`` (spec insgen.m
 - the queue ``[128, K]`` starts as normalised N(0, 1) columns and is a ring buffer whose pointer may equal K before
   it wraps on the next call; a batch larger than K overwrites the whole queue with its first K keys.
 
+The loss, the momentum update and the queue write are the shared ones of :mod:`common.contrastive` (InsLoc uses
+them too).
+
 Differences from the official code, by design: all-gathers are no-ops in one process (the official head calls
 ``torch.distributed.all_gather`` unconditionally and crashes on one GPU or CPU, genforce/insgen issues #2/#5), and the
 loss labels live on the features' device (the official ``.cuda()`` fails on CPU). The official MoCo batch shuffle
@@ -22,36 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from common import dist
+from common.contrastive import dequeue_and_enqueue_, instance_contrastive_loss, momentum_update_
 
+HEAD_FEATURES = "b8"  # D's last block output, [N, C, 4, 4] (official ``D(..., return_feats=True)``)
 PROJECTION_DIM = 128  # official: the second Linear maps to 128
-
-
-def instance_contrastive_loss(query: Tensor, key: Tensor, queue: Tensor, temperature: float) -> Tensor:
-    """InfoNCE over one positive key and a queue of negatives (InsGen Eq. 2; MoCo Eq. 1).
-
-    query, key: (N, D) L2-normalised; queue: (D, K) L2-normalised negatives (columns). Mean over the batch of
-    -log( exp(q.k / tau) / (exp(q.k / tau) + sum_j exp(q.Q_j / tau)) ).
-    """
-    positive = (query * key).sum(dim=1, keepdim=True)
-    negatives = query @ queue
-    logits = torch.cat([positive, negatives], dim=1) / temperature
-    return F.cross_entropy(logits, torch.zeros(len(query), dtype=torch.long, device=query.device))
 
 
 def default_queue_size(num_images: int, mirror: bool) -> int:
     """Official ``train.py``: K = int(0.05 * N) * (2 if --mirror else 1), N = images after ``--subset``."""
     return int(0.05 * num_images) * (2 if mirror else 1)
-
-
-@torch.no_grad()
-def momentum_update_(target: nn.Module, source: nn.Module, momentum: float) -> None:
-    """target <- momentum * target + (1 - momentum) * source, parameters only (buffers untouched), in place.
-
-    Used for D_ema once per iteration (official ``training_loop.py``) and for the momentum heads.
-    """
-    for p_target, p_source in zip(target.parameters(), source.parameters()):
-        p_target.mul_(momentum).add_(p_source.detach(), alpha=1 - momentum)
 
 
 class InstanceDiscriminationHead(nn.Module):
@@ -102,19 +84,7 @@ class InstanceDiscriminationHead(nn.Module):
     @torch.no_grad()
     def enqueue(self, keys: Tensor) -> None:
         """Write ``keys`` (N, 128) of every rank into the ring buffer at the pointer (official semantics above)."""
-        keys = dist.all_gather_cat(keys.detach()).t().to(self.queue.dtype)
-        batch, size, ptr = keys.shape[1], self.queue_size, int(self.queue_ptr)
-        if batch > size:
-            self.queue.copy_(keys[:, :size])
-            return
-        if ptr + batch > size:
-            head = size - ptr
-            self.queue[:, ptr:] = keys[:, :head]
-            self.queue[:, : batch - head] = keys[:, head:]
-            self.queue_ptr[0] = batch - head
-        else:
-            self.queue[:, ptr : ptr + batch] = keys
-            self.queue_ptr[0] = ptr + batch
+        dequeue_and_enqueue_(self.queue, self.queue_ptr, keys)
 
 
 def _projection(inplanes: int) -> nn.Sequential:

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from insgen.contrastive import HEAD_FEATURES
+
 
 @torch.no_grad()
 def discriminator_logits(D: nn.Module, images: Tensor, batch: int = 20) -> Tensor:
@@ -39,8 +41,8 @@ def instance_retrieval_top1(D: nn.Module, images: Tensor, augment: nn.Module, ba
     for _ in range(2):
         out = []
         for x in images.split(batch):
-            _, f = D(augment(x), torch.zeros([len(x), 0], device=x.device), return_feats=True)
-            out.append(F.normalize(f.float().mean(dim=[2, 3]), dim=1))
+            _, f = D(augment(x), torch.zeros([len(x), 0], device=x.device), return_features=[HEAD_FEATURES])
+            out.append(F.normalize(f[HEAD_FEATURES].float().mean(dim=[2, 3]), dim=1))
         feats.append(torch.cat(out))
     nearest = (feats[0] @ feats[1].t()).argmax(dim=1)
     return float((nearest == torch.arange(len(images), device=images.device)).float().mean())

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from common import dist
 from common.stylegan2.loss import StyleGAN2Loss
-from insgen.contrastive import InstanceDiscriminationHead
+from insgen.contrastive import HEAD_FEATURES, InstanceDiscriminationHead
 
 LATENT_PERTURBATION_STD = 0.15  # sigma_z, hard-coded in the official contrastive_loss.py
 
@@ -72,10 +72,11 @@ class InsGenLoss(StyleGAN2Loss):
         """InfoNCE between D's features of A(img) (query) and D_ema's of A(key_img or img) (key)."""
         view_q = self.view_augment(img)
         view_k = self.view_augment(img if key_img is None else key_img)
-        _, query_feats = self.D(view_q, c, return_feats=True)
+        _, query_feats = self.D(view_q, c, return_features=[HEAD_FEATURES])
         with torch.no_grad():
-            _, key_feats = self.D_ema(view_k, c, return_feats=True)
-        return head(query_feats, key_feats, loss_only=loss_only, enqueue_query=enqueue_query)
+            _, key_feats = self.D_ema(view_k, c, return_features=[HEAD_FEATURES])
+        return head(query_feats[HEAD_FEATURES], key_feats[HEAD_FEATURES], loss_only=loss_only,
+                    enqueue_query=enqueue_query)
 
     def g_main(self, gen_z: Tensor, gen_c: Tensor) -> Tensor:
         gen_img, _ = self.run_G(gen_z, gen_c)

@@ -19,11 +19,13 @@ import torch
 from torch import Tensor, nn
 
 from common.config import ConfigError
+from common.contrastive import momentum_update_
 from common.stylegan2.augment import augment_pipe as make_augment_pipe
 from common.stylegan2.loss import StyleGAN2Loss
-from common.stylegan2.training import LoopState, Method, lazy_adam
+from common.stylegan2.method import LoopState, Method, Networks, NetworkShape
+from common.stylegan2.training import lazy_adam
 from insgen.config import InsGenConfig
-from insgen.contrastive import InstanceDiscriminationHead, default_queue_size, momentum_update_
+from insgen.contrastive import InstanceDiscriminationHead, default_queue_size
 from insgen.loss import InsGenLoss
 
 
@@ -78,8 +80,24 @@ class InsGen(Method):
 
     name = "insgen"
 
+    config_class = InsGenConfig
+
     def __init__(self) -> None:
         self.D_ema: nn.Module | None = None
+
+    def build_networks(self, cfg: InsGenConfig, shape: NetworkShape) -> Networks:
+        """G and D, plus D_ema = a copy of D (official ``training_loop.py``), part of the model like G_ema."""
+        nets = super().build_networks(cfg, shape)
+        if cfg.insgen.enabled:
+            nets.extra["D_ema"] = copy.deepcopy(nets.D).eval().requires_grad_(False)
+        return nets
+
+    def init_networks(self, nets: Networks, source: Networks) -> None:
+        """As the official ``--resume``: G, G_ema, D and D_ema (D's weights when the source has no D_ema); the heads
+        and their queues start fresh."""
+        super().init_networks(nets, source)
+        if "D_ema" in nets.extra and "D_ema" not in source.extra:
+            nets.extra["D_ema"].load_state_dict(source.D.state_dict())
 
     def setup(self, state: LoopState) -> None:
         cfg = state.cfg
@@ -105,7 +123,7 @@ class InsGen(Method):
                 state.augment_pipe, cfg.augment.target, cfg.augment.interval, cfg.train.total_kimg, cfg.train.batch
             )
 
-        self.D_ema = copy.deepcopy(state.D).eval().requires_grad_(False)
+        self.D_ema = state.modules["D_ema"]
         real_size, fake_size = queue_sizes(cfg, len(state.dataset))
         heads = {}
         for name, size in (("real_head", real_size), ("fake_head", fake_size)):
@@ -116,7 +134,7 @@ class InsGen(Method):
         o = cfg.optim  # phi_r steps with D's settings, phi_f with G's (official training_loop.py)
         self.real_head_opt = lazy_adam(self.real_head.mlp.parameters(), o.d_lr, o.betas, o.eps, o.d_reg_interval)
         self.fake_head_opt = lazy_adam(self.fake_head.mlp.parameters(), o.g_lr, o.betas, o.eps, o.g_reg_interval)
-        state.modules.update(D_ema=self.D_ema, real_head=self.real_head, fake_head=self.fake_head)
+        state.modules.update(real_head=self.real_head, fake_head=self.fake_head)
         state.optimizers.update(real_head=self.real_head_opt, fake_head=self.fake_head_opt)
 
     def build_loss(self, state: LoopState, G: nn.Module, D: nn.Module) -> StyleGAN2Loss:

@@ -26,7 +26,7 @@ def build_generator(cfg: StyleGAN2Config, resolution: int, img_channels: int, c_
 
 
 def build_discriminator(cfg: StyleGAN2Config, resolution: int, img_channels: int, c_dim: int) -> Discriminator:
-    """D of a resolved config; its label mapping network keeps the official default of 8 layers."""
+    """D of a resolved config; its label mapping network has ``D.mapping_layers`` layers (official default 8)."""
     d = cfg.D
     return Discriminator(
         c_dim=c_dim,
@@ -38,5 +38,6 @@ def build_discriminator(cfg: StyleGAN2Config, resolution: int, img_channels: int
         num_fp16_res=0 if cfg.train.fp32 else d.num_fp16_res,
         conv_clamp=None if cfg.train.fp32 else d.conv_clamp,
         block_kwargs={"freeze_layers": d.freeze_layers},
+        mapping_kwargs={"num_layers": d.mapping_layers},
         epilogue_kwargs={"mbstd_group_size": d.mbstd_group_size, "mbstd_num_channels": d.mbstd_num_channels},
     )

@@ -55,6 +55,7 @@ class DiscriminatorConfig:
     mbstd_group_size: int | None = 4  # None ('auto'): min(batch_gpu, 4)
     mbstd_num_channels: int = 1
     freeze_layers: int = 0  # Freeze-D (official --freezed)
+    mapping_layers: int = 8  # label mapping of a conditional D (official default 8; InsGen's train.py sets 0)
 
 
 @dataclass
@@ -99,6 +100,7 @@ class TrainConfig:
     metrics: list[str] = field(default_factory=lambda: ["fid50k_full"])  # see common/stylegan2/metrics.py
     inception_weights: str | None = None  # FID weights file; None: $GENFORCE_INCEPTION_WEIGHTS or the cache
     fp32: bool = False  # force fp32 everywhere (official --fp32)
+    init_from: str | None = None  # pretrained start: a project snapshot/run dir or an official .pkl (--resume=pkl)
 
 
 @dataclass

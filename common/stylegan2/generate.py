@@ -1,12 +1,12 @@
 """``python -m common.stylegan2.generate --network FILE --seeds 0-15 --trunc 0.7 --outdir out``: a PNG grid.
 
-``--network`` takes this project's snapshots (``snapshot-*.pt``, G_ema is used) and official StyleGAN2-ADA pickles
-(``network-snapshot-*.pkl``, read without running their code) alike.
+``--network`` takes this project's snapshots (``snapshot-*.pt`` or a run dir; G_ema is used, rebuilt by the method
+that trained it) and official StyleGAN2-ADA pickles and those of its forks (``network-snapshot-*.pkl``, read
+without running their code) alike.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
@@ -15,12 +15,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from common.checkpoint import CheckpointError, load_checkpoint, load_module_state
-from common.config import config_from_dict
+from common.checkpoint import CheckpointError
 from common.report import save_image_grid
-from common.stylegan2.build import build_generator
-from common.stylegan2.config import StyleGAN2Config
-from common.stylegan2.legacy import load_official_snapshot
+from common.stylegan2.snapshot import load_networks
 from common.stylegan2.training import generate_images
 
 
@@ -34,31 +31,13 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def load_generator(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
-    """G_ema of a project snapshot or an official pickle, in eval mode."""
-    path = Path(path)
-    if path.suffix == ".pkl":
-        snapshot = load_official_snapshot(path)
-        G = snapshot.G_ema or snapshot.G
-        if G is None:
-            raise CheckpointError(f"{path} holds no generator")
-        return G.to(device)
-    ckpt = load_checkpoint(path, map_location="cpu")
-    if ckpt.get("config") is None or "G_ema" not in ckpt["modules"]:
-        raise CheckpointError(f"{path} is not a StyleGAN2-family snapshot (no config or no G_ema)")
-    # a paper's snapshot config extends the StyleGAN2 schema with its own sections (insgen: ...); G needs only these
-    known = {f.name for f in dataclasses.fields(StyleGAN2Config)}
-    cfg = config_from_dict(StyleGAN2Config, {k: v for k, v in ckpt["config"].items() if k in known}, source=str(path))
-    shape = ckpt["extra"].get("network")
-    if shape is None:
-        raise CheckpointError(f"{path} does not record the network's resolution/channels/labels")
-    resolution, channels, c_dim = shape["resolution"], shape["img_channels"], shape["c_dim"]
-    G = build_generator(cfg, resolution, channels, c_dim)
-    load_module_state(G, ckpt["modules"]["G_ema"], "G_ema", str(path))
-    return G.eval().requires_grad_(False).to(device)
+    """G_ema (else G) of a project snapshot, run dir or official pickle, in eval mode (``load_networks``)."""
+    nets = load_networks(path, device)
+    return nets.G_ema if nets.G_ema is not None else nets.G
 
 
 @click.command()
-@click.option("--network", required=True, type=click.Path(exists=True, dir_okay=False), help="Snapshot .pt or .pkl.")
+@click.option("--network", required=True, type=click.Path(exists=True), help="Snapshot .pt, run dir or .pkl.")
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. 0-15 or 1,5,9.")
 @click.option("--trunc", "truncation_psi", default=1.0, show_default=True, help="Truncation psi.")
 @click.option("--class", "class_idx", type=int, default=None, help="Class label for conditional networks.")

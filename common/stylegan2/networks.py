@@ -5,6 +5,19 @@ Adversarial Networks with Limited Data"; StyleGAN2 architecture of Karras et al.
 Image Quality of StyleGAN"): same module tree, parameter names, initialisation and equalised-learning-rate gains, so
 parameter counts equal the official ones (spec §3.3) and official state dicts load key for key.
 
+Extension points for the paper packages, all inert by default (outputs and ``state_dict`` keys unchanged):
+
+- **weight hook** (:class:`FullyConnectedLayer`, :class:`Conv2dLayer`): ``layer.weight_hook = f`` makes the layer
+  use ``f(layer, layer.weight)`` as its effective weight instead of ``weight * weight_gain`` (DynamicD's channel
+  masks with the recomputed fan-in gain); every D block layer carries its Freeze-D index in ``layer_idx``;
+- **input hook** (:class:`SynthesisLayer`, :class:`ToRGBLayer`): ``layer.set_input_hook(module, name)`` runs
+  ``module(x, layer_input)`` on the layer's input before the modulated convolution (EqGAN-SA's SEL); the values come
+  from ``G.synthesis(ws, layer_inputs={'b8': ...})``, one per block;
+- **styles** (:class:`SynthesisNetwork`): ``style_dims()``, ``compute_styles(ws)`` and ``forward(None, styles=...)``
+  expose StyleGAN2's per-layer styles (the affine outputs, GH-Feat's target space);
+- **features** (:class:`Discriminator`): ``D(img, c, return_features=('b16', 'b8', 'fc'))`` also returns named block
+  outputs and the epilogue's hidden fc output.
+
 Differences, by design:
 - fp16 blocks run in fp16 only on CUDA; on CPU every block computes in fp32 (the official code would run fp16
   convolutions on CPU unless ``--fp32`` is given).
@@ -13,7 +26,10 @@ Differences, by design:
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +38,9 @@ from torch import Tensor, nn
 from common.ops import bias_act, conv2d_resample, downsample2d, modulated_conv2d, setup_filter, upsample2d
 
 DEFAULT_FILTER = (1, 3, 3, 1)
+
+WeightHook = Callable[[nn.Module, Tensor], Tensor]
+"""``hook(layer, raw_weight) -> effective weight``: replaces ``raw_weight * layer.weight_gain`` in the forward."""
 
 
 def _default_gain(activation: str) -> float:
@@ -63,9 +82,14 @@ class FullyConnectedLayer(nn.Module):
         self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
+        self.weight_hook: WeightHook | None = None
+        self.layer_idx: int | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
+        if self.weight_hook is None:
+            w = self.weight.to(x.dtype) * self.weight_gain
+        else:  # both the fast addmm path and bias_act below use it
+            w = self.weight_hook(self, self.weight).to(x.dtype)
         b = self.bias
         if b is not None:
             b = b.to(x.dtype)
@@ -82,7 +106,8 @@ class FullyConnectedLayer(nn.Module):
 class Conv2dLayer(nn.Module):
     """Convolution with equalised lr (gain 1/sqrt(in*k*k)), optional FIR up/down-sampling, bias, activation, clamp.
 
-    ``trainable=False`` stores weight and bias as buffers (Freeze-D), keeping the state-dict keys.
+    ``trainable=False`` stores weight and bias as buffers (Freeze-D), keeping the state-dict keys. ``layer_idx`` is
+    the Freeze-D index of a discriminator block layer (None elsewhere); ``weight_hook`` see the module docstring.
     """
 
     def __init__(
@@ -98,9 +123,12 @@ class Conv2dLayer(nn.Module):
         conv_clamp: float | None = None,
         channels_last: bool = False,
         trainable: bool = True,
+        layer_idx: int | None = None,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
+        self.layer_idx = layer_idx
+        self.weight_hook: WeightHook | None = None
         self.activation = activation
         self.up, self.down = up, down
         self.conv_clamp = conv_clamp
@@ -119,7 +147,7 @@ class Conv2dLayer(nn.Module):
             self.register_buffer("bias", bias_value)
 
     def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
-        w = self.weight * self.weight_gain
+        w = self.weight * self.weight_gain if self.weight_hook is None else self.weight_hook(self, self.weight)
         b = self.bias.to(x.dtype) if self.bias is not None else None
         flip_weight = self.up == 1  # slightly faster, as the official layer
         x = conv2d_resample(
@@ -145,6 +173,7 @@ class MappingNetwork(nn.Module):
     z and the label embedding are each 2nd-moment normalised and concatenated; ``num_layers`` dense lrelu layers
     with lr multiplier 0.01 follow. In training mode w_avg <- lerp(mean_batch(w), w_avg, w_avg_beta).
     Truncation: w <- w_avg + psi (w - w_avg) on the first ``truncation_cutoff`` ws (all when None).
+    ``num_layers`` may be 0: the official InsGen D maps labels with the normalised embedding alone.
     """
 
     def __init__(
@@ -190,7 +219,7 @@ class MappingNetwork(nn.Module):
         skip_w_avg_update: bool = False,
     ) -> Tensor:
         x = None
-        dtype = self.fc0.weight.dtype  # fp32 (fp64 in gradient checks)
+        dtype = next(self.parameters()).dtype  # fp32 (fp64 in gradient checks); no fc0 with 0 layers
         if self.z_dim > 0:
             x = normalize_2nd_moment(z.to(dtype))
         if self.c_dim > 0:
@@ -213,8 +242,35 @@ class MappingNetwork(nn.Module):
         return x
 
 
-class SynthesisLayer(nn.Module):
-    """Modulated 3x3 conv (optionally 2x up), per-pixel noise * learned strength, bias, lrelu * sqrt(2), clamp."""
+class _InputHooked(nn.Module):
+    """An optional input hook: a child module run on the layer's input before its modulated convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_hook_name: str | None = None
+
+    def set_input_hook(self, hook: nn.Module, name: str = "input_hook") -> None:
+        """Register ``hook`` as child ``name`` (so its parameters train and save under that key, e.g. EqGAN's
+        official ``sel``) and call ``hook(x, layer_input)`` on every forward from now on."""
+        if self.input_hook_name is not None:
+            raise ValueError(f"this layer already has an input hook ({self.input_hook_name!r})")
+        if hasattr(self, name):
+            raise ValueError(f"cannot register the input hook as {name!r}: the layer already has that attribute")
+        setattr(self, name, hook)
+        self.input_hook_name = name
+
+    def _hook_input(self, x: Tensor, layer_input: Any) -> Tensor:
+        if self.input_hook_name is None:
+            return x
+        return getattr(self, self.input_hook_name)(x, layer_input).to(x.dtype)
+
+
+class SynthesisLayer(_InputHooked):
+    """Modulated 3x3 conv (optionally 2x up), per-pixel noise * learned strength, bias, lrelu * sqrt(2), clamp.
+
+    ``style`` replaces ``affine(w)`` (the per-layer style of :meth:`SynthesisNetwork.compute_styles`);
+    ``layer_input`` goes to the input hook, if one is set.
+    """
 
     def __init__(
         self,
@@ -249,11 +305,19 @@ class SynthesisLayer(nn.Module):
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
 
     def forward(
-        self, x: Tensor, w: Tensor, noise_mode: str = "random", fused_modconv: bool = True, gain: float = 1.0
+        self,
+        x: Tensor,
+        w: Tensor | None,
+        noise_mode: str = "random",
+        fused_modconv: bool = True,
+        gain: float = 1.0,
+        style: Tensor | None = None,
+        layer_input: Any = None,
     ) -> Tensor:
         if noise_mode not in ("random", "const", "none"):
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
-        styles = self.affine(w)
+        styles = self.affine(w) if style is None else style
+        x = self._hook_input(x, layer_input)
         noise = None
         if self.use_noise and noise_mode == "random":
             size = self.resolution
@@ -276,8 +340,11 @@ class SynthesisLayer(nn.Module):
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
 
 
-class ToRGBLayer(nn.Module):
-    """1x1 modulated conv to image channels, NOT demodulated; styles scaled by 1/sqrt(in)."""
+class ToRGBLayer(_InputHooked):
+    """1x1 modulated conv to image channels, NOT demodulated; styles scaled by 1/sqrt(in).
+
+    ``style`` replaces ``affine(w)`` (before the 1/sqrt(in) scaling); ``layer_input`` goes to the input hook.
+    """
 
     def __init__(
         self,
@@ -298,8 +365,16 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
 
-    def forward(self, x: Tensor, w: Tensor, fused_modconv: bool = True) -> Tensor:
-        styles = self.affine(w) * self.weight_gain
+    def forward(
+        self,
+        x: Tensor,
+        w: Tensor | None,
+        fused_modconv: bool = True,
+        style: Tensor | None = None,
+        layer_input: Any = None,
+    ) -> Tensor:
+        styles = (self.affine(w) if style is None else style) * self.weight_gain
+        x = self._hook_input(x, layer_input)
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
@@ -373,38 +448,57 @@ class SynthesisBlock(nn.Module):
                 channels_last=self.channels_last,
             )
 
+    def modulated_layers(self) -> list[nn.Module]:
+        """conv0 (not in b4), conv1, torgb (last block or 'skip'): the layers with a style, in forward order."""
+        return [getattr(self, name) for name in ("conv0", "conv1", "torgb") if hasattr(self, name)]
+
+    def compute_styles(self, ws: Tensor) -> list[Tensor]:
+        """The style of every modulated layer, affine(w), for this block's ws [N, num_conv + num_torgb, w_dim]."""
+        return [layer.affine(w) for layer, w in zip(self.modulated_layers(), ws.unbind(dim=1))]
+
     def forward(
         self,
         x: Tensor | None,
         img: Tensor | None,
-        ws: Tensor,
+        ws: Tensor | None,
         force_fp32: bool = False,
         fused_modconv: bool | None = None,
+        styles: Sequence[Tensor] | None = None,
+        layer_input: Any = None,
         **layer_kwargs,
     ) -> tuple[Tensor, Tensor | None]:
-        w_iter = iter(ws.unbind(dim=1))
-        dtype = _block_dtype(self.use_fp16, force_fp32, ws, self.resample_filter.dtype)
+        """``styles`` (one per :meth:`modulated_layers`) replace ``ws``; ``layer_input`` reaches the input hooks."""
+        if styles is None:
+            w_iter, s_iter, reference = iter(ws.unbind(dim=1)), itertools.repeat(None), ws
+        else:
+            w_iter, s_iter, reference = itertools.repeat(None), iter(styles), styles[0]
+        hooked = dict(layer_input=layer_input)
+        dtype = _block_dtype(self.use_fp16, force_fp32, reference, self.resample_filter.dtype)
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
+        batch = reference.shape[0]
         if fused_modconv is None:
-            fused_modconv = (not self.training) and (dtype != torch.float16 or ws.shape[0] == 1)
+            fused_modconv = (not self.training) and (dtype != torch.float16 or batch == 1)
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype=dtype, memory_format=memory_format).unsqueeze(0).repeat([batch, 1, 1, 1])
         else:
             x = x.to(dtype=dtype, memory_format=memory_format)
         if self.in_channels == 0:
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, style=next(s_iter), **hooked, **layer_kwargs)
         elif self.architecture == "resnet":
             y = self.skip(x, gain=np.sqrt(0.5))
-            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5), **layer_kwargs)
+            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, style=next(s_iter), **hooked, **layer_kwargs)
+            x = self.conv1(
+                x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5), style=next(s_iter), **hooked,
+                **layer_kwargs,
+            )
             x = y.add_(x)
         else:
-            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, style=next(s_iter), **hooked, **layer_kwargs)
+            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, style=next(s_iter), **hooked, **layer_kwargs)
         if img is not None:
             img = upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == "skip":
-            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
+            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv, style=next(s_iter), **hooked)
             y = y.to(dtype=torch.float32 if dtype == torch.float16 else dtype, memory_format=torch.contiguous_format)
             img = img.add_(y) if img is not None else y
         return x, img
@@ -454,14 +548,58 @@ class SynthesisNetwork(nn.Module):
                 self.num_ws += block.num_torgb
             setattr(self, f"b{res}", block)
 
-    def forward(self, ws: Tensor, **block_kwargs) -> Tensor:
-        x = img = None
-        w_idx = 0
+    def _blocks_and_ws(self, ws: Tensor) -> list[tuple[nn.Module, Tensor]]:
+        """Each block with its ws: conv ws in order; a torgb shares the w of the next block's first conv."""
+        out, w_idx = [], 0
         for res in self.block_resolutions:
             block = getattr(self, f"b{res}")
-            block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
+            out.append((block, ws.narrow(1, w_idx, block.num_conv + block.num_torgb)))
             w_idx += block.num_conv
-            x, img = block(x, img, block_ws, **block_kwargs)
+        return out
+
+    def style_dims(self) -> dict[str, int]:
+        """``{'b4.conv1': C, 'b4.torgb': C, 'b8.conv0': ...}``: the channels of every per-layer style, in forward
+        order (StyleGAN2's S space; its dimension is the sum)."""
+        dims = {}
+        for res in self.block_resolutions:
+            block = getattr(self, f"b{res}")
+            for name in ("conv0", "conv1", "torgb"):
+                if hasattr(block, name):
+                    dims[f"b{res}.{name}"] = getattr(block, name).affine.out_features
+        return dims
+
+    def compute_styles(self, ws: Tensor) -> list[Tensor]:
+        """The per-layer styles affine(w) [N, C_l] that ``forward(ws)`` uses, in :meth:`style_dims` order."""
+        return [style for block, block_ws in self._blocks_and_ws(ws) for style in block.compute_styles(block_ws)]
+
+    def forward(
+        self,
+        ws: Tensor | None,
+        styles: Sequence[Tensor] | None = None,
+        layer_inputs: dict[str, Any] | None = None,
+        **block_kwargs,
+    ) -> Tensor:
+        """Images from ws [N, num_ws, w_dim], or from per-layer ``styles`` (``ws`` None; :meth:`style_dims` order).
+
+        ``layer_inputs[f'b{res}']`` is passed to the input hooks of the layers of block ``b{res}`` (None elsewhere).
+        """
+        if (ws is None) == (styles is None):
+            raise ValueError("give the synthesis network either ws or styles")
+        if styles is None:
+            per_block = [(block, block_ws, None) for block, block_ws in self._blocks_and_ws(ws)]
+        else:
+            if len(styles) != len(self.style_dims()):
+                raise ValueError(f"expected {len(self.style_dims())} styles (style_dims()), got {len(styles)}")
+            per_block, s_idx = [], 0
+            for res in self.block_resolutions:
+                block = getattr(self, f"b{res}")
+                count = len(block.modulated_layers())
+                per_block.append((block, None, styles[s_idx : s_idx + count]))
+                s_idx += count
+        x = img = None
+        for block, block_ws, block_styles in per_block:
+            layer_input = layer_inputs.get(f"b{block.resolution}") if layer_inputs else None
+            x, img = block(x, img, block_ws, styles=block_styles, layer_input=layer_input, **block_kwargs)
         return img
 
 
@@ -504,8 +642,8 @@ class Generator(nn.Module):
 class DiscriminatorBlock(nn.Module):
     """One resolution of D: [fromrgb], conv0 3x3, conv1 3x3 down 2x; 'resnet' adds a 1x1 down skip, both * sqrt(.5).
 
-    Layers whose running index (fromrgb, conv0, conv1, skip, counted from the highest resolution) is below
-    ``freeze_layers`` are frozen (Freeze-D).
+    Layers whose running index (fromrgb, conv0, conv1, skip, counted from the highest resolution; stored as each
+    layer's ``layer_idx``) is below ``freeze_layers`` are frozen (Freeze-D).
     """
 
     def __init__(
@@ -535,22 +673,22 @@ class DiscriminatorBlock(nn.Module):
         self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
         self.num_layers = 0
 
-        def trainable_next() -> bool:
+        def index_next() -> dict[str, object]:
             layer_idx = self.first_layer_idx + self.num_layers
             self.num_layers += 1
-            return layer_idx >= freeze_layers
+            return dict(layer_idx=layer_idx, trainable=layer_idx >= freeze_layers)
 
         common = dict(activation=activation, conv_clamp=conv_clamp, channels_last=self.channels_last)
         if in_channels == 0 or architecture == "skip":
-            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, trainable=trainable_next(), **common)
-        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, trainable=trainable_next(), **common)
+            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, **index_next(), **common)
+        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, **index_next(), **common)
         self.conv1 = Conv2dLayer(
             tmp_channels,
             out_channels,
             kernel_size=3,
             down=2,
-            trainable=trainable_next(),
             resample_filter=resample_filter,
+            **index_next(),
             **common,
         )
         if architecture == "resnet":
@@ -560,9 +698,9 @@ class DiscriminatorBlock(nn.Module):
                 kernel_size=1,
                 bias=False,
                 down=2,
-                trainable=trainable_next(),
                 resample_filter=resample_filter,
                 channels_last=self.channels_last,
+                **index_next(),
             )
 
     def forward(self, x: Tensor | None, img: Tensor | None, force_fp32: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -640,7 +778,10 @@ class DiscriminatorEpilogue(nn.Module):
         self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation=activation)
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
-    def forward(self, x: Tensor, img: Tensor | None, cmap: Tensor | None, force_fp32: bool = False) -> Tensor:
+    def forward(
+        self, x: Tensor, img: Tensor | None, cmap: Tensor | None, force_fp32: bool = False, return_hidden: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits; with ``return_hidden`` also the hidden fc output [N, C] that ``out`` projects."""
         dtype = self.out.weight.dtype
         x = x.to(dtype=dtype, memory_format=torch.contiguous_format)
         if self.architecture == "skip":
@@ -648,11 +789,11 @@ class DiscriminatorEpilogue(nn.Module):
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.conv(x)
-        x = self.fc(x.flatten(1))
-        x = self.out(x)
+        hidden = self.fc(x.flatten(1))
+        x = self.out(hidden)
         if self.cmap_dim > 0:
             x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
-        return x
+        return (x, hidden) if return_hidden else x
 
 
 class Discriminator(nn.Module):
@@ -709,15 +850,30 @@ class Discriminator(nn.Module):
             channels[4], cmap_dim=cmap_dim, resolution=4, **(epilogue_kwargs or {}), **common
         )
 
+    def feature_names(self) -> list[str]:
+        """What ``return_features`` can name: each block's output (``b{res}``, named by its input resolution:
+        ``b8`` is the [N, C, 4, 4] input of the epilogue) and ``fc``, the epilogue's hidden fc output [N, C]."""
+        return [f"b{res}" for res in self.block_resolutions] + ["fc"]
+
     def forward(
-        self, img: Tensor, c: Tensor | None, return_feats: bool = False, **block_kwargs
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """Logits [N, 1]; with ``return_feats`` also the output of the last block before the epilogue,
-        [N, C4, 4, 4] (the features InsGen's contrastive heads read; genforce/insgen ``training/networks.py``)."""
+        self, img: Tensor, c: Tensor | None, return_features: Sequence[str] = (), **block_kwargs
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """Logits [N, 1]; with ``return_features`` (names from :meth:`feature_names`) also ``{name: tensor}``.
+
+        InsGen's heads read ``b8`` (genforce/insgen ``return_feats``), EqGAN-SA's Grad-CAM ``b32``/``b16``/``b8``.
+        """
+        unknown = sorted(set(return_features) - set(self.feature_names()))
+        if unknown:
+            valid = ", ".join(self.feature_names())
+            raise ValueError(f"unknown D feature(s) {', '.join(unknown)}; choose from {valid}")
+        features = {}
         x = None
         for res in self.block_resolutions:
             x, img = getattr(self, f"b{res}")(x, img, **block_kwargs)
-        feats = x
+            if f"b{res}" in return_features:
+                features[f"b{res}"] = x
         cmap = self.mapping(None, c) if self.c_dim > 0 else None
-        logits = self.b4(x, img, cmap)
-        return (logits, feats) if return_feats else logits
+        if not return_features:
+            return self.b4(x, img, cmap)
+        logits, features["fc"] = self.b4(x, img, cmap, return_hidden=True)
+        return logits, {name: features[name] for name in return_features}

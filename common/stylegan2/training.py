@@ -1,16 +1,12 @@
 """The StyleGAN2-ADA training loop shared by insgen, dynamicd, eqgan, oneshot_gan and ghfeat (spec §2.2).
 
 One iteration = [Gmain, Greg every 4th, Dmain, Dreg every 16th] on one real batch, then the EMA of G, then the ADA
-update every 4th iteration. A paper extends the loop through a :class:`Method`:
-
-- ``build_loss``: a :class:`StyleGAN2Loss` subclass that adds terms to phases (InsGen's contrastive losses) and may
-  feed G extra inputs in ``run_G`` (EqGAN's heatmaps);
-- ``setup``: extra modules with their own optimizers and EMA copies (InsGen's heads and D_ema, EqGAN's encoder),
-  registered in ``state.modules`` / ``state.optimizers`` / ``state.ema_pairs`` so snapshots and EMA cover them;
-  it may also replace ``state.ada`` by another p schedule with the same interface (InsGen's ``ada_linear``);
-- ``before_iteration``: may change D before its forward (DynamicD's width schedule, InsGen's D_ema update);
-- ``after_iteration``: per-iteration updates after the phases and G's EMA;
-- ``extra_state`` / ``load_extra_state``: method state in snapshots that is not a module's state_dict.
+update every 4th iteration. A paper extends the loop through the hooks of a :class:`~common.stylegan2.method.Method`
+(see that module): it builds or wraps G/D before G_ema is copied, takes pretrained weights (``train.init_from``),
+names the parameters each phase trains, adds modules with their own optimizers and EMA copies (registered in
+``state.modules`` / ``state.optimizers`` / ``state.ema_pairs``, so snapshots and EMA cover them), may replace
+``state.ada`` by another p schedule with the same interface (InsGen's ``ada_linear``), subclasses the loss, runs
+code before and after every iteration and logs its own scalars.
 
 Differences from the official loop, by design: under torchrun the networks are not DDP-wrapped; every rank starts
 from rank 0's modules (broadcast) and each phase averages its gradients over ranks with one flattened all_reduce
@@ -28,7 +24,7 @@ import copy
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,76 +40,18 @@ from common.logging import Progress, ScalarLogger
 from common.report import save_image_grid
 from common.stylegan2.ada import AdaptiveP
 from common.stylegan2.augment import augment_pipe as make_augment_pipe
-from common.stylegan2.build import build_discriminator, build_generator
 from common.stylegan2.config import StyleGAN2Config, resolve
-from common.stylegan2.loss import StyleGAN2Loss
+from common.stylegan2.method import LoopState, Method, Networks, NetworkShape, method_ref
 from common.stylegan2.metrics import make_evaluator
+from common.stylegan2.snapshot import load_networks
 
 
 @dataclass
 class Phase:
     name: str
-    module: nn.Module
+    params: list[nn.Parameter]  # what the phase trains (Method.trainable_parameters)
     opt: torch.optim.Optimizer
     interval: int
-
-
-@dataclass
-class LoopState:
-    """Everything the loop and a :class:`Method` share. ``modules``/``optimizers`` are what snapshots hold."""
-
-    cfg: StyleGAN2Config
-    device: torch.device
-    dataset: ImageDataset
-    run_dir: Path
-    G: nn.Module
-    D: nn.Module
-    G_ema: nn.Module
-    augment_pipe: nn.Module | None
-    ada: AdaptiveP | None
-    modules: dict[str, nn.Module] = field(default_factory=dict)
-    optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
-    ema_pairs: list[tuple[nn.Module, nn.Module, Callable[[LoopState], float]]] = field(default_factory=list)
-    loss: StyleGAN2Loss | None = None
-    cur_nimg: int = 0
-    batch_idx: int = 0
-
-
-class Method:
-    """Plain StyleGAN2-ADA; paper packages subclass this and override what they add."""
-
-    name = "stylegan2-ada"
-
-    def build_loss(self, state: LoopState, G: nn.Module, D: nn.Module) -> StyleGAN2Loss:
-        return StyleGAN2Loss(G, D, **self.loss_kwargs(state))
-
-    def loss_kwargs(self, state: LoopState) -> dict[str, Any]:
-        """The :class:`StyleGAN2Loss` keyword arguments of ``state.cfg`` (subclass losses take them too)."""
-        loss_cfg = state.cfg.loss
-        return dict(
-            augment_pipe=state.augment_pipe,
-            ada=state.ada,
-            r1_gamma=loss_cfg.r1_gamma,
-            style_mixing_prob=loss_cfg.style_mixing_prob,
-            pl_weight=loss_cfg.pl_weight,
-            pl_batch_shrink=loss_cfg.pl_batch_shrink,
-            pl_decay=loss_cfg.pl_decay,
-        )
-
-    def setup(self, state: LoopState) -> None:
-        """Create extra modules/optimizers/EMA pairs and register them in ``state``."""
-
-    def before_iteration(self, state: LoopState) -> None:
-        """Runs before the phases of every iteration (may change D)."""
-
-    def after_iteration(self, state: LoopState) -> None:
-        """Runs after the phases and G's EMA update of every iteration."""
-
-    def extra_state(self, state: LoopState) -> dict[str, Any]:
-        return {}
-
-    def load_extra_state(self, state: LoopState, extra: dict[str, Any]) -> None:
-        """Restore what :meth:`extra_state` returned."""
 
 
 def load_dataset(cfg: StyleGAN2Config) -> ImageDataset:
@@ -147,11 +85,18 @@ def ema_beta(cfg: StyleGAN2Config, cur_nimg: int) -> float:
 
 @torch.no_grad()
 def update_ema(module: nn.Module, ema: nn.Module, beta: float) -> None:
-    """p_ema <- lerp(p, p_ema, beta) for parameters; buffers are copied."""
-    for p, p_ema in zip(module.parameters(), ema.parameters()):
-        p_ema.copy_(p.detach().lerp(p_ema, beta))
-    for b, b_ema in zip(module.buffers(), ema.buffers()):
-        b_ema.copy_(b)
+    """p_ema <- lerp(p, p_ema, beta) for parameters; buffers are copied. The two must have the same parameters and
+    buffers (names and shapes): a network changed after its EMA copy was made is an error, not a silent zip."""
+    for kind in ("parameters", "buffers"):
+        own, copy_ = list(getattr(module, f"named_{kind}")()), list(getattr(ema, f"named_{kind}")())
+        if [(n, t.shape) for n, t in own] != [(n, t.shape) for n, t in copy_]:
+            differ = sorted({n for n, _ in own} ^ {n for n, _ in copy_}) or ["(same names, other shapes)"]
+            raise ValueError(
+                f"update_ema: the EMA copy no longer matches its network ({kind} differ: {', '.join(differ[:5])}); "
+                "build or wrap networks in Method.build_networks, before the EMA copy is made"
+            )
+        for (_, t), (_, t_ema) in zip(own, copy_):
+            t_ema.copy_(t.detach().lerp(t_ema, beta) if kind == "parameters" else t)
 
 
 def lazy_adam(
@@ -163,19 +108,20 @@ def lazy_adam(
     return torch.optim.Adam(params, lr=lr * ratio, betas=tuple(b**ratio for b in betas), eps=eps)
 
 
-def _phases(G: nn.Module, D: nn.Module, cfg: StyleGAN2Config) -> list[Phase]:
-    """Adam per network (:func:`lazy_adam`); main and reg phases with lazy regularisation, one 'both' phase without."""
+def _phases(G_params: list[nn.Parameter], D_params: list[nn.Parameter], cfg: StyleGAN2Config) -> list[Phase]:
+    """Adam per network (:func:`lazy_adam`) over the parameters it trains; main and reg phases with lazy
+    regularisation, one 'both' phase without."""
     phases = []
     optim = cfg.optim
-    for name, module, lr, interval in (
-        ("G", G, optim.g_lr, optim.g_reg_interval),
-        ("D", D, optim.d_lr, optim.d_reg_interval),
+    for name, params, lr, interval in (
+        ("G", G_params, optim.g_lr, optim.g_reg_interval),
+        ("D", D_params, optim.d_lr, optim.d_reg_interval),
     ):
-        opt = lazy_adam([p for p in module.parameters() if p.requires_grad], lr, optim.betas, optim.eps, interval)
+        opt = lazy_adam(params, lr, optim.betas, optim.eps, interval)
         if interval:
-            phases += [Phase(f"{name}main", module, opt, 1), Phase(f"{name}reg", module, opt, interval)]
+            phases += [Phase(f"{name}main", params, opt, 1), Phase(f"{name}reg", params, opt, interval)]
         else:
-            phases.append(Phase(f"{name}both", module, opt, 1))
+            phases.append(Phase(f"{name}both", params, opt, 1))
     return phases
 
 
@@ -205,9 +151,10 @@ def train(
     """Train until ``cfg.train.total_kimg`` (or ``max_iterations`` more iterations); returns the final state.
 
     Snapshots every ``snap_ticks`` ticks and at the end hold G, D, G_ema, the method's modules, every optimizer,
-    augment p, ADA accumulators, the path-length mean, the method's extra state, RNG states and the image count.
-    Metrics of ``cfg.train.metrics`` are computed on G_ema at each snapshot and logged (``evaluate(G_ema)``
-    replaces them when given).
+    augment p, ADA accumulators, the path-length mean, the method's extra state, RNG states, the image count and
+    what rebuilds the networks (shape and :func:`method_ref`). Metrics of ``cfg.train.metrics`` are computed on G_ema
+    at each snapshot and logged (``evaluate(G_ema)`` replaces them when given). ``cfg.train.init_from`` starts a
+    fresh run (not a resumed one) from pretrained weights (``Method.init_networks``).
     """
     method = method or Method()
     device = torch.device(device)
@@ -219,10 +166,16 @@ def train(
     batch, batch_gpu = cfg.train.batch, cfg.train.batch_gpu
     rounds = batch // (batch_gpu * world)
 
-    G = build_generator(cfg, dataset.resolution, dataset.num_channels, dataset.label_dim).to(device).train()
-    D = build_discriminator(cfg, dataset.resolution, dataset.num_channels, dataset.label_dim).to(device).train()
+    shape = NetworkShape(dataset.resolution, dataset.num_channels, dataset.label_dim)
+    nets = method.build_networks(cfg, shape)
+    G, D = nets.G.to(device).train(), nets.D.to(device).train()
+    extra_modules = {name: module.to(device) for name, module in nets.extra.items()}
     G_ema = copy.deepcopy(G).eval()
     _requires_grad(G_ema, False)
+    if cfg.train.init_from is not None and resume is None:
+        source = load_networks(cfg.train.init_from, device)
+        method.init_networks(Networks(G, D, G_ema, extra_modules), source)
+        dist.print0(f"initialised from {source.source}")
     if evaluate is None:
         evaluate = make_evaluator(cfg.train.metrics, dataset, device, cfg.train.inception_weights)
     pipe = None
@@ -241,7 +194,7 @@ def train(
     state = LoopState(
         cfg=cfg, device=device, dataset=dataset, run_dir=run_dir, G=G, D=D, G_ema=G_ema, augment_pipe=pipe, ada=ada
     )
-    state.modules.update(G=G, D=D, G_ema=G_ema)
+    state.modules.update(G=G, D=D, G_ema=G_ema, **extra_modules)
     if pipe is not None:
         state.modules["augment_pipe"] = pipe
     method.setup(state)
@@ -249,10 +202,10 @@ def train(
     for module in state.modules.values():  # ranks built them from different seeds; rank 0's are the start
         dist.broadcast_module(module)
     state.loss = method.build_loss(state, G, D)
-    phases = _phases(G, D, cfg)
+    phases = _phases(method.trainable_parameters(state, "G"), method.trainable_parameters(state, "D"), cfg)
     for phase in phases:
         state.optimizers.setdefault(phase.name[0], phase.opt)
-    _requires_grad(G, False)
+    _requires_grad(G, False)  # each phase switches on only the parameters it trains
     _requires_grad(D, False)
 
     manager = checkpoint.CheckpointManager(run_dir, keep_last=cfg.train.keep_snapshots)
@@ -287,13 +240,14 @@ def train(
             for phase, gen_z, gen_c in zip(phases, all_z, all_c):
                 if state.batch_idx % phase.interval != 0:
                     continue
-                _requires_grad(phase.module, True)
+                for p in phase.params:
+                    p.requires_grad_(True)
                 phase.opt.zero_grad(set_to_none=True)
                 for img, c, z, zc in zip(real_imgs, real_cs, gen_z.split(batch_gpu), gen_c.split(batch_gpu)):
                     state.loss.accumulate_gradients(phase.name, img, c, z, zc, gain=phase.interval / rounds)
-                dist.all_reduce_grads([p for p in phase.module.parameters() if p.requires_grad])
-                _requires_grad(phase.module, False)
-                for p in phase.module.parameters():
+                dist.all_reduce_grads(phase.params)
+                for p in phase.params:
+                    p.requires_grad_(False)
                     if p.grad is not None:
                         torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
                 phase.opt.step()
@@ -319,8 +273,9 @@ def train(
                 scalars["Progress/augment"] = float(pipe.p)
             if r_t is not None:
                 scalars["Progress/rt"] = r_t
+            scalars.update(method.scalars(state))
             if done or cur_tick % cfg.train.snap_ticks == 0:
-                _snapshot(state, method, manager, grid_z, cfg)
+                _snapshot(state, method, shape, manager, grid_z, cfg)
                 if evaluate is not None:
                     scalars.update({f"Metrics/{k}": v for k, v in evaluate(state.G_ema).items()})
             logger.log(state.cur_nimg, **scalars)
@@ -364,7 +319,12 @@ def generate_images(G: nn.Module, z: Tensor, c: Tensor | None, batch: int = 16, 
 
 
 def _snapshot(
-    state: LoopState, method: Method, manager: checkpoint.CheckpointManager, grid_z: Tensor, cfg: StyleGAN2Config
+    state: LoopState,
+    method: Method,
+    shape: NetworkShape,
+    manager: checkpoint.CheckpointManager,
+    grid_z: Tensor,
+    cfg: StyleGAN2Config,
 ) -> None:
     extra = {
         "cur_nimg": state.cur_nimg,
@@ -372,11 +332,7 @@ def _snapshot(
         "pl_mean": state.loss.pl_mean.detach().cpu(),
         "ada": state.ada.state_dict() if state.ada is not None else None,
         "method": method.extra_state(state),
-        "network": {
-            "resolution": state.dataset.resolution,
-            "img_channels": state.dataset.num_channels,
-            "c_dim": state.dataset.label_dim,
-        },
+        "network": {**dataclasses.asdict(shape), "method": method_ref(method)},
     }
     snap = checkpoint.capture(state.batch_idx, state.modules, state.optimizers, extra=extra, config=to_dict(cfg))
     manager.save(snap)

@@ -1,6 +1,6 @@
 """A few iterations of the shared StyleGAN2 loop under torchrun; every rank saves all its module states.
 
-    python -m torch.distributed.run --nproc_per_node=2 tests/common/ddp_gan_train.py --outdir D [--insgen]
+    python -m torch.distributed.run --nproc_per_node=2 tests/common/ddp_gan_train.py --outdir D [--insgen | --toy]
 
 Writes ``D/rank{R}.pt`` = {module name: state_dict}. Tests call :func:`launch` and :func:`rank_states`.
 """
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--outdir", required=True)
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--insgen", action="store_true", help="train InsGen (tests/insgen) instead of plain ADA")
+    parser.add_argument("--toy", action="store_true", help="train the toy method (frozen G base, masked D)")
     args = parser.parse_args()
     configure_threads(1)
     dist.init_distributed("cpu")
@@ -76,6 +77,10 @@ def main() -> None:
     else:
         cfg = replace_cfg(load_config(StyleGAN2Config, preset_path("tiny")), **SMALL)
         method = Method()
+        if args.toy:
+            from toy_method import ToyMethod
+
+            method = ToyMethod()
     out = Path(args.outdir)
     state = train(cfg, out / "run", method=method, device="cpu", max_iterations=args.iterations)
     states = {name: module.state_dict() for name, module in state.modules.items()}

@@ -243,3 +243,25 @@ def test_download_is_verified_by_sha256(tmp_path, monkeypatch):
     assert path == tmp_path / "data" / "weights" / "x.bin" and path.read_bytes() == payload.read_bytes()
     assert resolve_weights(ok, allow_download=False) == path  # cached afterwards
     assert np.all([p.suffix != ".part" for p in path.parent.iterdir()])
+
+
+def test_vgg16_imagenet_weights_are_checked_wherever_they_come_from(tmp_path, monkeypatch):
+    from common.metrics.weights import VGG16_IMAGENET_WEIGHTS, load_vgg16_imagenet
+
+    monkeypatch.setenv("GENFORCE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("GENFORCE_VGG16_IMAGENET_WEIGHTS", raising=False)
+    monkeypatch.delenv("GENFORCE_ALLOW_DOWNLOAD", raising=False)
+    with pytest.raises(WeightsNotFoundError) as info:
+        load_vgg16_imagenet()
+    for hint in ("--weights", "GENFORCE_VGG16_IMAGENET_WEIGHTS", "vgg16-397923af.pth", "download.pytorch.org"):
+        assert hint in str(info.value)
+    wrong = tmp_path / "vgg16.pth"
+    wrong.write_bytes(b"some other network")
+    with pytest.raises(WeightsNotFoundError, match="is not the file vgg16-397923af.pth"):
+        resolve_weights(VGG16_IMAGENET_WEIGHTS, wrong)
+    monkeypatch.setenv("GENFORCE_VGG16_IMAGENET_WEIGHTS", str(wrong))
+    with pytest.raises(WeightsNotFoundError, match="not 397923af"):
+        load_vgg16_imagenet()
+    prefix = hashlib.sha256(wrong.read_bytes()).hexdigest()[:8]  # a source whose published prefix matches
+    same = WeightSource("x", "GENFORCE_X_WEIGHTS", "x.pth", sha256=prefix, verify=True)
+    assert resolve_weights(same, wrong) == wrong

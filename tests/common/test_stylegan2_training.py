@@ -40,7 +40,7 @@ def _tiny_cfg(**train_overrides) -> StyleGAN2Config:
 def test_lazy_regularisation_rescales_adam():
     cfg = load_config(StyleGAN2Config, preset_path("stylegan2"))
     G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
-    phases = _phases(G, D, cfg)
+    phases = _phases(list(G.parameters()), list(D.parameters()), cfg)
     assert [(p.name, p.interval) for p in phases] == [("Gmain", 1), ("Greg", 4), ("Dmain", 1), ("Dreg", 16)]
     g_group, d_group = phases[0].opt.param_groups[0], phases[2].opt.param_groups[0]
     assert g_group["lr"] == pytest.approx(0.002 * 0.8) and g_group["betas"][1] == pytest.approx(0.99**0.8)

@@ -10,7 +10,7 @@ from common.stylegan2.build import build_discriminator, build_generator
 from common.stylegan2.config import resolve
 from common.stylegan2.training import replace_cfg
 from insgen.config import InsGenConfig, config_names, config_path
-from insgen.contrastive import InstanceDiscriminationHead
+from insgen.contrastive import HEAD_FEATURES, InstanceDiscriminationHead
 from insgen.method import head_channels, queue_sizes
 
 
@@ -66,6 +66,7 @@ def test_heads_follow_the_discriminator_width():
     D = build_discriminator(cfg, 32, 3, 0)
     assert _count(D) == 1_153_473  # spec §3 / §9: tiny res32, cbase 2048, cmax 128
     images = torch.randn(4, 3, 32, 32)
-    logits, feats = D(images, None, return_feats=True)
+    logits, feats = D(images, None, return_features=[HEAD_FEATURES])
+    feats = feats[HEAD_FEATURES]
     assert logits.shape == (4, 1) and feats.shape == (4, 128, 4, 4) == (4, head_channels(cfg), 4, 4)
     assert torch.equal(logits, D(images, None))
