@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from common import dist
+from common.checkpoint import CheckpointError
 from common.data import DatasetError
 from common.metrics.compute import open_images
 from common.metrics.extractors import EXTRACTORS, FeatureExtractor, InceptionExtractor, build_extractor
@@ -91,7 +92,7 @@ def _run(metric: str, default_extractor: str, default_max_real: int | None,
         real = open_images(opts["real"], use_labels=conditional) if opts["real"] else None
         extractor = build_extractor(opts["extractor"] or default_extractor, opts["weights"], opts["resize"],
                                     info.device, allow_download=opts["download"] or None)
-    except (WeightsNotFoundError, DatasetError, ValueError) as err:
+    except (WeightsNotFoundError, DatasetError, CheckpointError, ValueError) as err:
         raise click.UsageError(str(err)) from None
     max_real = opts["max_real"] if opts["max_real"] is not None else default_max_real
     kwargs = {"batch_size": opts["batch"], "num_workers": opts["workers"], "cache": not opts["no_cache"]}

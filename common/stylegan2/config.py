@@ -16,7 +16,7 @@ from typing import Literal
 from common.config import ConfigError
 
 PRESET_DIR = Path(__file__).with_name("configs")
-PRESETS = ("auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar", "tiny")
+PRESETS = ("auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar", "tiny", "shapes32")
 
 
 @dataclass

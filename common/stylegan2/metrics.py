@@ -7,8 +7,8 @@
 - ``proxy_fd``: Fréchet distance of 2k samples in the project's offline proxy-CNN feature space against the full
   training set; reported as proxy-FD, never as FID (tiny presets, tests).
 
-Evaluation runs inside ``torch.random.fork_rng``: it never moves the training RNG, so a resumed run stays
-identical to an uninterrupted one.
+Building the evaluator and evaluating run inside ``torch.random.fork_rng``: neither moves the training RNG, so a
+run trains the same weights with or without metrics, and a resumed run stays identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -36,10 +36,13 @@ def make_evaluator(
     if not names:
         return None
     real = ImageDataset(dataset.path, resolution=dataset.resolution, use_labels=dataset.has_labels)  # full set
-    inception = (
-        build_extractor("tf_inception", weights, device=device) if {"fid50k_full", "kid50k_full"} & set(names) else None
-    )
-    proxy = build_extractor("proxy", device=device) if "proxy_fd" in names else None
+    with torch.random.fork_rng(devices=[]):  # building the extractors (module init) must not move it either
+        inception = (
+            build_extractor("tf_inception", weights, device=device)
+            if {"fid50k_full", "kid50k_full"} & set(names)
+            else None
+        )
+        proxy = build_extractor("proxy", device=device) if "proxy_fd" in names else None
 
     def evaluate(G: torch.nn.Module) -> dict[str, float]:
         devices = [device] if device.type == "cuda" else []

@@ -173,3 +173,14 @@ def test_ddp_ranks_stay_identical(tmp_path):
                       mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 64, "channel_max": 8})
     moved = states["G"]["synthesis.b8.conv1.weight"] - fresh.state_dict()["synthesis.b8.conv1.weight"]
     assert moved.abs().max() > 0
+
+
+def test_metrics_do_not_change_what_is_trained(tmp_path, monkeypatch):
+    """Building the proxy extractor and evaluating it at every snapshot leave the training RNG where it was."""
+    monkeypatch.setenv("GENFORCE_DATA_DIR", str(tmp_path / "data"))
+    runs = [train(_tiny_cfg(metrics=metrics, total_kimg=0.024), tmp_path / name, device="cpu")
+            for name, metrics in (("plain", ["none"]), ("measured", ["proxy_fd"]))]
+    a, b = (_weights(state) for state in runs)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert "Metrics/proxy_fd" in (tmp_path / "measured" / "stats.jsonl").read_text()
