@@ -49,6 +49,13 @@ def load_config(schema: type[T], path: str | os.PathLike | None = None, override
     return _build(schema, data, origin, prefix="")
 
 
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw mapping of a config file with its ``base:`` chain merged, before any validation (e.g. to read which
+    schema applies)."""
+    data, _ = _read_with_bases(Path(path), seen=())
+    return data
+
+
 def config_from_dict(schema: type[T], data: Mapping[str, Any], source: str = "<dict>") -> T:
     """Validate an in-memory mapping (e.g. the config stored in a checkpoint) against ``schema``."""
     origin = {key: source for key in _dotted_keys(data)}

@@ -34,27 +34,32 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], flo
     return "\n".join(lines)
 
 
-def image_grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:
-    """Tile (N, C, H, W) uint8 images (C = 1 or 3) into one (rows*H, columns*W, C) uint8 image."""
+def image_grid(images: np.ndarray, columns: int | None = None, spacing: int = 0) -> np.ndarray:
+    """Tile (N, C, H, W) uint8 images (C = 1 or 3) into one uint8 image, row-major, ``spacing`` white pixels
+    between cells: (rows*(H+s)-s, columns*(W+s)-s, C)."""
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"expected uint8 NCHW images, got {images.dtype} with shape {images.shape}")
     n, c, h, w = images.shape
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
-    grid = np.zeros((rows * h, columns * w, c), dtype=np.uint8)
+    step_h, step_w = h + spacing, w + spacing
+    grid = np.full((rows * step_h - spacing, columns * step_w - spacing, c), 255 if spacing else 0, dtype=np.uint8)
     for i, image in enumerate(images):
         r, k = divmod(i, columns)
-        grid[r * h : (r + 1) * h, k * w : (k + 1) * w] = image.transpose(1, 2, 0)
+        grid[r * step_h : r * step_h + h, k * step_w : k * step_w + w] = image.transpose(1, 2, 0)
     return grid
 
 
-def save_image_grid(path: str | os.PathLike, images: np.ndarray, columns: int | None = None, scale: int = 1) -> Path:
-    """Write :func:`image_grid` as PNG, optionally enlarged ``scale`` times (nearest) for small images."""
-    grid = image_grid(images, columns)
-    picture = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
+def save_image_grid(
+    path: str | os.PathLike, images: np.ndarray, columns: int | None = None, scale: int = 1, spacing: int = 0
+) -> Path:
+    """Write :func:`image_grid` as PNG, each cell enlarged ``scale`` times (nearest) for small images, cells
+    ``spacing`` (enlarged) pixels apart."""
     if scale > 1:
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+        images = np.asarray(images).repeat(scale, axis=2).repeat(scale, axis=3)
+    grid = image_grid(images, columns, spacing)
+    picture = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
@@ -67,6 +72,7 @@ def save_curves(
     title: str = "",
     xlabel: str = "step",
     ylabel: str = "",
+    ylim: tuple[float, float] | None = None,
 ) -> Path:
     """Plot named (x, y) series on one axis and save a PNG (matplotlib's Agg backend, no display needed)."""
     import matplotlib
@@ -78,6 +84,8 @@ def save_curves(
     for name, (xs, ys) in series.items():
         ax.plot(list(xs), list(ys), label=name)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
     if series:
         ax.legend()
@@ -107,9 +115,15 @@ class Report:
         self._parts.append(markdown_table(headers, rows, float_format))
 
     def image_grid(
-        self, filename: str, images: np.ndarray, caption: str = "", columns: int | None = None, scale: int = 1
+        self,
+        filename: str,
+        images: np.ndarray,
+        caption: str = "",
+        columns: int | None = None,
+        scale: int = 1,
+        spacing: int = 0,
     ) -> Path:
-        path = save_image_grid(self.outdir / filename, images, columns, scale)
+        path = save_image_grid(self.outdir / filename, images, columns, scale, spacing)
         self._parts.append(f"![{caption or filename}]({filename})" + (f"\n\n*{caption}*" if caption else ""))
         return path
 
@@ -120,8 +134,9 @@ class Report:
         title: str = "",
         xlabel: str = "step",
         ylabel: str = "",
+        ylim: tuple[float, float] | None = None,
     ) -> Path:
-        path = save_curves(self.outdir / filename, series, title, xlabel, ylabel)
+        path = save_curves(self.outdir / filename, series, title, xlabel, ylabel, ylim)
         self._parts.append(f"![{title or filename}]({filename})")
         return path
 

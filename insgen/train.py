@@ -17,8 +17,10 @@ from pathlib import Path
 import click
 
 from common import dist
-from common.cli import common_options, setup_run, user_errors
+from common.cli import RESOLVED_CONFIG, common_options, setup_run, user_errors
+from common.config import ConfigError
 from common.metrics import WeightsNotFoundError
+from common.stylegan2.compose import method_names
 from common.stylegan2.training import train
 from insgen.config import InsGenConfig, config_path
 from insgen.method import InsGen
@@ -38,6 +40,16 @@ def main(
     cfg_file = str(config_path(cfg)) if cfg else None
     if cfg_file and not Path(cfg_file).is_file():
         raise click.UsageError(f"config {cfg!r} not found: give a YAML file or one of the rows in insgen/configs/")
+    resumed_config = Path(resume) / RESOLVED_CONFIG if resume and Path(resume).is_dir() else None
+    try:
+        names = method_names(cfg_file or resumed_config, overrides)
+    except ConfigError as err:
+        raise click.UsageError(str(err)) from None
+    if names not in ([], ["insgen"]):  # [] in run dirs written before configs named their methods
+        raise click.UsageError(
+            f"insgen.train trains InsGen alone, but the config's methods are {names}; combine methods with "
+            "python -m common.stylegan2.train --cfg <file> (same config files)"
+        )
     setup = setup_run(InsGenConfig, "insgen", cfg_file, overrides, outdir, resume, seed, device)
     with user_errors():
         try:

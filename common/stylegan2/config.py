@@ -16,7 +16,7 @@ from typing import Literal
 from common.config import ConfigError
 
 PRESET_DIR = Path(__file__).with_name("configs")
-PRESETS = ("auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar", "tiny", "shapes32")
+PRESETS = ("auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar", "tiny", "shapes32", "limited")
 
 
 @dataclass
@@ -104,11 +104,23 @@ class TrainConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """Over-fitting measurements every ``every`` iterations (0: off) and at the end: D's train vs held-out gap,
+    proxy-FD, class entropy, retrieval (``common/stylegan2/probe.py``). Held-out images come from the dataset
+    outside ``data.subset``."""
+
+    every: int = 0
+    heldout: int = 300
+    num_fakes: int = 1000
+
+
+@dataclass
 class StyleGAN2Config:
     """One StyleGAN2-ADA training run. Every field of a preset is visible here with its official default."""
 
     preset: str = "stylegan2"
     seed: int = 0
+    methods: list[str] = field(default_factory=list)  # paper methods combined in this run (common/stylegan2/compose.py)
     gpus: int = 1  # the GPU count the 'auto' derivations assume (official: --gpus)
     data: DataConfig = field(default_factory=DataConfig)
     G: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -117,6 +129,7 @@ class StyleGAN2Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
 
 
 def preset_path(name: str) -> Path:

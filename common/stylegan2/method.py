@@ -15,7 +15,7 @@ The loop (``training.train``) calls, in this order:
 6. ``scalars(state)`` at every tick: method-level values for ``stats.jsonl`` (DynamicD's width ratio);
 7. ``extra_state`` / ``load_extra_state``: method state in snapshots that is not a module's state_dict.
 
-A snapshot records the method as ``'<module>:<class>'`` (:func:`method_ref`) next to the config, never as pickled
+A snapshot records the method as ``'<module>:<class>'`` (``Method.ref``) next to the config, never as pickled
 code, so ``load_networks`` can rebuild a modified G/D with the method's own ``build_networks``.
 """
 
@@ -163,11 +163,11 @@ class Method:
     def extra_state(self, state: LoopState) -> dict[str, Any]:
         return {}
 
+    def ref(self) -> str:
+        """``'<module>:<qualified class name>'``, what a snapshot records to rebuild the method's networks."""
+        cls = type(self)
+        return f"{cls.__module__}:{cls.__qualname__}"
+
     def load_extra_state(self, state: LoopState, extra: dict[str, Any]) -> None:
         """Restore what :meth:`extra_state` returned."""
 
-
-def method_ref(method: Method) -> str:
-    """``'<module>:<qualified class name>'``, what a snapshot records to rebuild the method's networks."""
-    cls = type(method)
-    return f"{cls.__module__}:{cls.__qualname__}"

@@ -1,7 +1,7 @@
 """``load_networks(path)``: G, D, G_ema and a method's extra modules from a project snapshot or an official pickle.
 
 A project snapshot (``snapshot-*.pt`` or a run dir, whose latest snapshot is used) records its config, the network
-shape and the method that built it (``'insgen.method:InsGen'``, :func:`~common.stylegan2.method.method_ref`). The
+shape and the method that built it (``'insgen.method:InsGen'``, ``Method.ref()``). The
 networks are rebuilt with that method's ``build_networks`` from that config and then loaded strictly, so a G/D that
 a paper modified (GenDA's adaptor, EqGAN-SA's spatial encoding) comes back without anyone importing the paper's code
 by hand. Only methods of this project's packages are imported; snapshots from before methods were recorded are
@@ -23,6 +23,7 @@ import torch
 
 from common.checkpoint import CheckpointError, load_checkpoint, load_module_state, resolve_resume
 from common.config import config_from_dict
+from common.stylegan2.compose import ComposedMethod
 from common.stylegan2.config import StyleGAN2Config
 from common.stylegan2.legacy import fork_method_ref, import_official, read_official_pickle
 from common.stylegan2.method import Method, Networks, NetworkShape
@@ -32,7 +33,10 @@ PROJECT_PACKAGES = ("common", "insgen", "dynamicd", "eqgan", "oneshot_gan", "ghf
 
 
 def resolve_method(ref: str, source: str = "snapshot") -> Method:
-    """The :class:`Method` named ``'<module>:<class>'`` in a snapshot (only from this project's packages)."""
+    """The :class:`Method` named ``'<module>:<class>'`` in a snapshot (only from this project's packages); methods
+    joined by '+' are composed again (``common.stylegan2.compose``)."""
+    if "+" in ref:
+        return ComposedMethod([resolve_method(part, source) for part in ref.split("+")])
     module_name, _, qualname = ref.partition(":")
     if module_name.split(".")[0] not in PROJECT_PACKAGES or not qualname:
         raise CheckpointError(

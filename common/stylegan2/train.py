@@ -1,8 +1,9 @@
-"""``python -m common.stylegan2.train --cfg common/stylegan2/configs/tiny.yaml``: plain StyleGAN2-ADA training.
+"""``python -m common.stylegan2.train --cfg common/stylegan2/configs/tiny.yaml``: StyleGAN2-ADA training.
 
 Shared options: ``--cfg``, ``--set key=value``, ``--outdir``, ``--resume``, ``--seed``, ``--device``
 (see ``common/cli.py``). A preset name is accepted for ``--cfg`` too (``--cfg tiny``). Under ``torchrun`` every
-process trains one shard of each batch (DDP).
+process trains one shard of each batch (DDP). A config's ``methods`` list adds paper methods, combined
+(``common/stylegan2/compose.py``): ``--cfg limited --set methods=[insgen]`` or a paper's own config file.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from pathlib import Path
 import click
 
 from common import dist
-from common.cli import common_options, setup_run, user_errors
+from common.cli import RESOLVED_CONFIG, common_options, setup_run, user_errors
+from common.config import ConfigError
 from common.metrics import WeightsNotFoundError
-from common.stylegan2.config import PRESETS, StyleGAN2Config, preset_path
+from common.stylegan2.compose import method_of_config
+from common.stylegan2.config import PRESETS, preset_path
 from common.stylegan2.training import train
 
 
@@ -31,10 +34,15 @@ def main(
     """Train StyleGAN2-ADA with a preset or config file."""
     if cfg in PRESETS:
         cfg = str(preset_path(cfg))
-    setup = setup_run(StyleGAN2Config, "stylegan2", cfg, overrides, outdir, resume, seed, device)
+    resumed_config = Path(resume) / RESOLVED_CONFIG if resume and Path(resume).is_dir() else None
+    try:
+        method = method_of_config(cfg or resumed_config, overrides)
+    except ConfigError as err:
+        raise click.UsageError(str(err)) from None
+    setup = setup_run(method.config_class, "stylegan2", cfg, overrides, outdir, resume, seed, device)
     with user_errors():
         try:
-            state = train(setup.cfg, setup.run_dir, resume=setup.resume_from, device=setup.info.device)
+            state = train(setup.cfg, setup.run_dir, method=method, resume=setup.resume_from, device=setup.info.device)
         except WeightsNotFoundError as err:
             raise click.ClickException(str(err)) from None
     dist.print0(f"done: {state.cur_nimg / 1000:.1f} kimg in {Path(setup.run_dir)}")

@@ -41,8 +41,9 @@ from common.report import save_image_grid
 from common.stylegan2.ada import AdaptiveP
 from common.stylegan2.augment import augment_pipe as make_augment_pipe
 from common.stylegan2.config import StyleGAN2Config, resolve
-from common.stylegan2.method import LoopState, Method, Networks, NetworkShape, method_ref
+from common.stylegan2.method import LoopState, Method, Networks, NetworkShape
 from common.stylegan2.metrics import make_evaluator
+from common.stylegan2.probe import LimitedProbe
 from common.stylegan2.snapshot import load_networks
 
 
@@ -152,7 +153,7 @@ def train(
 
     Snapshots every ``snap_ticks`` ticks and at the end hold G, D, G_ema, the method's modules, every optimizer,
     augment p, ADA accumulators, the path-length mean, the method's extra state, RNG states, the image count and
-    what rebuilds the networks (shape and :func:`method_ref`). Metrics of ``cfg.train.metrics`` are computed on G_ema
+    what rebuilds the networks (shape and ``method.ref()``). Metrics of ``cfg.train.metrics`` are computed on G_ema
     at each snapshot and logged (``evaluate(G_ema)`` replaces them when given). ``cfg.train.init_from`` starts a
     fresh run (not a resumed one) from pretrained weights (``Method.init_networks``).
     """
@@ -178,6 +179,11 @@ def train(
         dist.print0(f"initialised from {source.source}")
     if evaluate is None:
         evaluate = make_evaluator(cfg.train.metrics, dataset, device, cfg.train.inception_weights)
+    rng_devices = [device] if device.type == "cuda" else []
+    probe = None
+    if cfg.probe.every:  # on every rank: its proxy-FD gathers samples from all of them
+        with torch.random.fork_rng(devices=rng_devices):
+            probe = LimitedProbe(dataset, run_dir, device, cfg.probe.heldout, cfg.probe.num_fakes)
     pipe = None
     ada = None
     if cfg.augment.mode != "noaug":
@@ -256,11 +262,15 @@ def train(
                 update_ema(module, ema, beta_fn(state))
             state.cur_nimg += batch
             state.batch_idx += 1
+            done = state.cur_nimg >= total_nimg or (stop_at is not None and state.batch_idx >= stop_at)
             method.after_iteration(state)
+            if probe is not None and (done or state.batch_idx % cfg.probe.every == 0):
+                with torch.random.fork_rng(devices=rng_devices):
+                    probe.measure(state.G_ema, state.D, state.cur_nimg, state.batch_idx,
+                                  float(pipe.p) if pipe is not None else 0.0)
             r_t = ada.step(state.batch_idx) if ada is not None else None
             progress.update(batch, p=float(pipe.p) if pipe is not None else 0.0)
 
-            done = state.cur_nimg >= total_nimg or (stop_at is not None and state.batch_idx >= stop_at)
             first_iteration = state.batch_idx == 1  # official: tick 0 (snapshot + metrics) right after it
             if not done and not first_iteration and state.cur_nimg < tick_start_nimg + tick_nimg:
                 continue
@@ -332,7 +342,7 @@ def _snapshot(
         "pl_mean": state.loss.pl_mean.detach().cpu(),
         "ada": state.ada.state_dict() if state.ada is not None else None,
         "method": method.extra_state(state),
-        "network": {**dataclasses.asdict(shape), "method": method_ref(method)},
+        "network": {**dataclasses.asdict(shape), "method": method.ref()},
     }
     snap = checkpoint.capture(state.batch_idx, state.modules, state.optimizers, extra=extra, config=to_dict(cfg))
     manager.save(snap)

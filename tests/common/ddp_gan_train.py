@@ -28,6 +28,7 @@ SMALL = dict(
     D={"channel_base": 64, "channel_max": 8, "mbstd_group_size": 2},
     optim={"g_reg_interval": 2, "d_reg_interval": 2},
     train={"batch": 8, "batch_gpu": 2, "total_kimg": 1, "kimg_per_tick": 1, "metrics": ["none"]},
+    probe={"every": 0},
 )
 
 
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--insgen", action="store_true", help="train InsGen (tests/insgen) instead of plain ADA")
     parser.add_argument("--toy", action="store_true", help="train the toy method (frozen G base, masked D)")
+    parser.add_argument("--probe", action="store_true", help="probe D's over-fitting every 2 iterations")
     args = parser.parse_args()
     configure_threads(1)
     dist.init_distributed("cpu")
@@ -81,6 +83,8 @@ def main() -> None:
             from toy_method import ToyMethod
 
             method = ToyMethod()
+    if args.probe:
+        cfg = replace_cfg(cfg, data={"subset": 64, "subset_seed": 0}, probe={"every": 2, "num_fakes": 64})
     out = Path(args.outdir)
     state = train(cfg, out / "run", method=method, device="cpu", max_iterations=args.iterations)
     states = {name: module.state_dict() for name, module in state.modules.items()}

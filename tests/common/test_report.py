@@ -23,6 +23,8 @@ def test_image_grid_places_images_row_major():
     assert grid.shape == (4, 6, 3)
     assert grid[0, 0, 0] == 0 and grid[0, 2, 0] == 1 and grid[0, 4, 0] == 2 and grid[2, 0, 0] == 3
     assert grid[2, 4, 0] == 0  # empty slot stays black
+    spaced = image_grid(images, columns=3, spacing=1)
+    assert spaced.shape == (5, 8, 3) and spaced[0, 2, 0] == 255 and spaced[0, 3, 0] == 1 and spaced[3, 0, 0] == 3
 
 
 def test_report_writes_markdown_grid_and_curve(tmp_path):
@@ -34,6 +36,8 @@ def test_report_writes_markdown_grid_and_curve(tmp_path):
     assert text.startswith("# Tiny ablation\n")
     assert "| baseline | 0.5 |" in text and "![samples](samples.png)" in text and "(gap.png)" in text
     assert Image.open(tmp_path / "samples.png").size == (32, 32)
+    report.image_grid("spaced.png", np.zeros((4, 1, 8, 8), dtype=np.uint8), scale=2, spacing=3)
+    assert Image.open(tmp_path / "spaced.png").size == (35, 35)  # 2 cells of 16 + 3 white pixels
     assert Image.open(tmp_path / "gap.png").format == "PNG"
 
 

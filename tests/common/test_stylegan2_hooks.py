@@ -348,8 +348,9 @@ def test_toy_method_under_torchrun_trains_only_its_parameters(tmp_path):
     all-reduces only the parameters it trains)."""
     from ddp_gan_train import SMALL, launch, rank_states
 
-    result = launch(tmp_path, "--toy")
+    result = launch(tmp_path, "--toy", "--probe")  # the probe too runs on both ranks (proxy-FD gathers)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert len((tmp_path / "run" / "probe.jsonl").read_text().splitlines()) == 2  # iterations 2 and 3 (the end)
     states = rank_states(tmp_path)
     cfg = resolve(replace_cfg(load_config(StyleGAN2Config, preset_path("tiny")), **SMALL), 8, gpus=2)
     torch.manual_seed(0)  # rank 0 builds the networks from seed * world + 0

@@ -112,6 +112,7 @@ def _tiny(**sections) -> InsGenConfig:
         "G": {"channel_base": 64, "channel_max": 8, "z_dim": 8, "w_dim": 8},
         "D": {"channel_base": 64, "channel_max": 8},
         "train": {"batch": 8, "total_kimg": 1, "kimg_per_tick": 1, "metrics": ["none"]},
+        "probe": {"every": 0},
     }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value}

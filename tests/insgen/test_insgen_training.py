@@ -29,6 +29,7 @@ def _cfg() -> InsGenConfig:
         optim={"d_reg_interval": 4},
         train={"batch": 8, "total_kimg": 0.08, "kimg_per_tick": 0.04, "snap_ticks": 1, "metrics": ["none"]},
         insgen={"real_queue_size": 12, "fake_queue_size": 12},
+        probe={"every": 0},
     )
 
 
@@ -72,7 +73,7 @@ def test_cli_trains_a_row_by_name_and_reports_bad_keys(tmp_path, monkeypatch):
     monkeypatch.setenv("GENFORCE_DATA_DIR", str(tmp_path / "data"))
     runner = CliRunner()
     args = ["--cfg", "tiny", "--outdir", str(tmp_path / "runs"), "--set", "train.total_kimg=0.064",
-            "--set", "train.batch=32", "--set", "train.metrics=[none]"]
+            "--set", "train.batch=32", "--set", "train.metrics=[none]", "--set", "probe.every=0"]
     result = runner.invoke(train_main, args)
     assert result.exit_code == 0, result.output
     assert "done: 0.1 kimg" in result.output

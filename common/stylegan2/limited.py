@@ -1,0 +1,283 @@
+"""``make reproduce PAPER=limited``: every discriminator method on the limited-data testbed, same regime and seeds.
+
+The regime (``configs/limited.yaml``) was chosen by the baseline alone (``limited_sweep.py``; the rule and the sweep
+table are in this package's README) before any method arm ran. Each arm of :data:`ARMS` is a config file plus
+section overrides; arms x ``--seeds`` (0, 1, 2: never used in the sweep) run as parallel one-thread processes, each
+probing D's over-fitting gap, proxy-FD, class entropy and retrieval as it trains (``probe.py``). The report,
+``results/limited/report.md``, puts the gap first (the mechanism InsGen, DynamicD and EqGAN-SA target), with
+per-seed values, spread and curves, then the sample-quality proxies, sample grids and cost. Paper packages add their
+rows to :data:`ARMS` when they land (their configs set ``methods``, so combinations such as
+``methods: [insgen, dynamicd]`` are one more row).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import json
+import multiprocessing
+import os
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+
+from common.config import load_config
+from common.report import Report
+from common.stylegan2.compose import method_of_config
+from common.stylegan2.config import StyleGAN2Config, preset_path
+from common.stylegan2.training import generate_images, replace_cfg, train
+from common.threads import configure_threads
+
+LIMITED = str(preset_path("limited"))
+# report row -> (config file: a path, or (package, file) inside an installed package; section overrides)
+ARMS: dict[str, tuple[str | tuple[str, str], dict[str, dict[str, Any]]]] = {
+    "baseline": (LIMITED, {}),
+    "ADA": (LIMITED, {"augment": {"mode": "ada"}}),
+    "InsGen": (("insgen", "configs/tiny.yaml"), {}),
+    "ADA + InsGen": (("insgen", "configs/tiny.yaml"), {"augment": {"mode": "ada"}, "insgen": {"view_pipe": None}}),
+}
+REPORT_SEEDS = (0, 1, 2)
+GRID_SIZE = 64
+SMOKE_ITERATIONS, SMOKE_FAKES = 4, 100
+
+
+@dataclass
+class ArmSpec:
+    """One process: an arm of :data:`ARMS`, a seed, its run dir; ``smoke`` trains 4 iterations."""
+
+    arm: str
+    seed: int
+    run_dir: str
+    smoke: bool = False
+
+
+def _config_file(source: str | tuple[str, str]) -> str:
+    if isinstance(source, str):
+        return source
+    package, name = source
+    return str(importlib.resources.files(package) / name)
+
+
+def arm_config(spec: ArmSpec) -> tuple[StyleGAN2Config, Any]:
+    """The arm's config (with the seed, and a 4-iteration budget in smoke mode) and its (composed) method."""
+    source, sections = ARMS[spec.arm]
+    path = _config_file(source)
+    method = method_of_config(path)
+    cfg = replace_cfg(dataclasses.replace(load_config(method.config_class, path), seed=spec.seed), **sections)
+    if spec.smoke:
+        kimg = SMOKE_ITERATIONS * cfg.train.batch / 1000
+        cfg = replace_cfg(cfg, train={"total_kimg": kimg, "kimg_per_tick": kimg},
+                          probe={"every": 2, "num_fakes": SMOKE_FAKES})
+    return cfg, method
+
+
+def run_arm(spec: ArmSpec) -> dict[str, Any]:
+    """Train one arm on CPU with one thread; its probe history, sample grid, CPU and wall time."""
+    configure_threads(1)
+    cfg, method = arm_config(spec)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    state = train(cfg, spec.run_dir, method=method, device="cpu")
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    history = [json.loads(line) for line in (Path(spec.run_dir) / "probe.jsonl").read_text().splitlines()]
+    z = torch.randn([GRID_SIZE, state.G_ema.z_dim], generator=torch.Generator().manual_seed(123))
+    return {
+        "spec": dataclasses.asdict(spec),
+        "history": history,
+        "final": history[-1],
+        "grid": generate_images(state.G_ema, z, None),
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "iterations": state.batch_idx,
+        "kimg": cfg.train.total_kimg,
+    }
+
+
+def run_testbed(out: Path, arms: list[str], seeds: list[int], workers: int, smoke: bool = False,
+                title: str = "Limited-data testbed") -> Path:
+    """Train every arm x seed, write ``out/results.json`` and ``out/report.md``; returns the report's path."""
+    from common.data.synthetic import digits_dataset
+    from common.metrics import load_proxy
+
+    os.environ.setdefault("GENFORCE_NO_PROGRESS", "1")
+    out.mkdir(parents=True, exist_ok=True)
+    digits_dataset(resolution=load_config(StyleGAN2Config, LIMITED).data.resolution)  # shared caches, built once
+    load_proxy()
+    specs = [ArmSpec(arm, seed, str(out / "runs" / f"{arm.replace(' ', '').replace('+', '_')}-seed{seed}"), smoke)
+             for arm in sorted(arms, key=lambda a: "InsGen" not in a)  # slower arms first: the pool ends sooner
+             for seed in seeds]
+    start = time.perf_counter()
+    click.echo(f"training {len(specs)} arms, {workers} at a time (one thread each); runs and probes in {out / 'runs'}")
+    results = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done, future in enumerate(as_completed([pool.submit(run_arm, spec) for spec in specs]), start=1):
+            result = future.result()
+            click.echo(f"[{done}/{len(specs)}] {result['spec']['arm']} seed {result['spec']['seed']}: gap "
+                       f"{result['final']['gap']:.3f}, proxy-FD {result['final']['proxy_fd']:.1f}, "
+                       f"{result['seconds']:.0f} s ({(time.perf_counter() - start) / 60:.1f} min elapsed)")
+            results.append(result)
+    wall = time.perf_counter() - start
+    (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "grid"} for r in results],
+                                                 indent=1))
+    return write_report(out, results, arms, wall, workers, title)
+
+
+def _data_name(cfg: StyleGAN2Config) -> str:
+    if cfg.data.source == "shapes":
+        return f"{cfg.data.num_images:,} offline shapes"
+    if cfg.data.source == "digits":
+        return "1,797 scikit-learn digits"
+    return f"the images of {cfg.data.path}"
+
+
+def _by_arm(results: list[dict[str, Any]], arm: str) -> list[dict[str, Any]]:
+    return sorted((r for r in results if r["spec"]["arm"] == arm), key=lambda r: r["spec"]["seed"])
+
+
+def late_gap(result: dict[str, Any]) -> float:
+    """Mean gap over the probes of the second half of training."""
+    half = result["iterations"] / 2
+    late = [h["gap"] for h in result["history"] if h["iteration"] >= half] or [result["final"]["gap"]]
+    return statistics.mean(late)
+
+
+def _spread(values: list[float], fmt: str = "{:.3f}") -> str:
+    if len(values) < 2:
+        return fmt.format(values[0]) + " (1 seed)"
+    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
+def _per_seed(values: list[float], fmt: str = "{:.2f}") -> str:
+    return ", ".join(fmt.format(v) if v is not None else "-" for v in values)
+
+
+def gap_verdict(arm: str, gaps: list[float], baseline: list[float]) -> str:
+    """How the arm's final gaps compare with the baseline's, seed by seed and against the seed spread."""
+    diffs = [g - b for g, b in zip(gaps, baseline)]
+    smaller = sum(d < 0 for d in diffs)
+    mean_diff = statistics.mean(diffs)
+    spread = statistics.stdev(baseline) if len(baseline) > 1 else float("nan")
+    text = (f"{arm}: final gap {_spread(gaps)} vs baseline {_spread(baseline)}; smaller on {smaller} of "
+            f"{len(diffs)} seeds, mean difference {mean_diff:+.2f} (baseline seed sd {spread:.2f}).")
+    if smaller == len(diffs) and -mean_diff > spread:
+        return text + " Less over-fitting on every seed, by more than the baseline's seed spread."
+    if smaller == 0 and mean_diff > spread:
+        return text + " More over-fitting on every seed, by more than the baseline's seed spread."
+    return text + " No difference beyond seed noise."
+
+
+def write_report(out: Path, results: list[dict[str, Any]], arms: list[str], wall: float, workers: int,
+                 title: str) -> Path:
+    """The markdown report (every number in it comes from ``results``)."""
+    cfg, _ = arm_config(ArmSpec(arms[0], 0, ""))
+    first = results[0]
+    seeds = sorted({r["spec"]["seed"] for r in results})
+    report = Report(out, title)
+    data = _data_name(cfg)
+    report.text(
+        f"Regime (`common/stylegan2/configs/limited.yaml`, chosen by the baseline alone, see "
+        f"`common/stylegan2/README.md`): {cfg.data.subset} of {data} at {cfg.data.resolution}x{cfg.data.resolution} "
+        f"(a fixed subset), G at most {cfg.G.channel_max} channels, D at most {cfg.D.channel_max}, R1 gamma "
+        f"{cfg.loss.r1_gamma:g}, batch {cfg.train.batch}, {first['iterations']} iterations per arm, seeds "
+        f"{', '.join(map(str, seeds))}. D's gap against {cfg.probe.heldout} held-out images, samples against all "
+        f"{data}. Wall time {wall / 60:.1f} min on {workers} one-thread processes. Command: "
+        "`make reproduce PAPER=limited` (InsGen's rows: `make reproduce PAPER=insgen`)."
+    )
+    baseline = [r["final"]["gap"] for r in _by_arm(results, arms[0])]
+
+    report.heading("D over-fitting gap (primary)")
+    report.text(
+        "gap = mean D logit on the training images - mean on held-out images, un-augmented (ADA's over-fitting "
+        "diagnostic), at the end of training and averaged over the probes of the second half (less noisy)."
+    )
+    rows = []
+    for arm in arms:
+        runs = _by_arm(results, arm)
+        finals, lates = [r["final"]["gap"] for r in runs], [late_gap(r) for r in runs]
+        ratios = [g / b if abs(b) > 1e-6 else float("nan") for g, b in zip(finals, baseline)]
+        rows.append([arm, _per_seed(finals), _spread(finals), _per_seed(lates), _spread(lates),
+                     _per_seed(ratios)])
+    report.table(["arm", "final gap per seed", "final gap mean ± sd", "2nd-half gap per seed",
+                  "2nd-half mean ± sd", f"final / {arms[0]} per seed"], rows)
+    report.text("\n".join(f"- {gap_verdict(arm, [r['final']['gap'] for r in _by_arm(results, arm)], baseline)}"
+                          for arm in arms[1:]))
+    top = max(h["gap"] for r in results for h in r["history"])
+    low = min(0.0, min(h["gap"] for r in results for h in r["history"]))
+    for arm in arms:
+        series = {f"seed {r['spec']['seed']}": ([h["iteration"] for h in r["history"]],
+                                                [h["gap"] for h in r["history"]]) for r in _by_arm(results, arm)}
+        name = f"gap_{arm.replace(' ', '').replace('+', '_')}.png"
+        report.curves(name, series, title=f"D gap, {arm}", xlabel="iteration", ylabel="gap", ylim=(low, top * 1.05))
+
+    report.heading("Sample quality and diversity (reported, not claimed)")
+    report.text(
+        f"proxy-FD: Fréchet distance of {cfg.probe.num_fakes:,} G_ema samples to all {data} in the project's "
+        "offline proxy-CNN space (not FID). class entropy: entropy of the classes a logistic regression (fitted on "
+        f"all {data} at 8x8) assigns to the samples (max {first['final']['max_class_entropy'] or 0:.2f}, ln of the "
+        "number of classes; a collapse guard). retrieval top-1: two bgc views of each held-out image matched by D's "
+        "pooled features."
+    )
+    rows = []
+    for arm in arms:
+        runs = _by_arm(results, arm)
+        finals = [r["final"] for r in runs]
+        rows.append([arm, _per_seed([f["proxy_fd"] for f in finals], "{:.0f}"),
+                     _spread([f["proxy_fd"] for f in finals], "{:.0f}"),
+                     _per_seed([f["class_entropy"] for f in finals]),
+                     _per_seed([f["retrieval_top1"] for f in finals], "{:.3f}"),
+                     _per_seed([f["augment_p"] for f in finals]),
+                     _per_seed([r["cpu_seconds"] for r in runs], "{:.0f}")])
+    report.table(["arm", "proxy-FD per seed", "proxy-FD mean ± sd", "class entropy per seed",
+                  "retrieval top-1 per seed", "final augment p", "CPU s per seed"], rows)
+
+    report.heading("Samples")
+    for arm in arms:
+        run = _by_arm(results, arm)[0]
+        name = f"samples_{arm.replace(' ', '').replace('+', '_')}.png"
+        report.image_grid(name, np.asarray(run["grid"]), caption=f"{arm}, seed {run['spec']['seed']} (G_ema, 64 "
+                          "fixed latents)", scale=4, spacing=4)
+
+    report.heading("Cost")
+    cpu = {arm: statistics.median(r["cpu_seconds"] for r in _by_arm(results, arm)) for arm in arms}
+    report.text(
+        "Median CPU seconds per arm (one thread, probes included): "
+        + ", ".join(f"{arm} {cpu[arm]:.0f}" for arm in arms)
+        + f". All arms: {sum(r['cpu_seconds'] for r in results) / 60:.1f} CPU min; this run took {wall / 60:.1f} min "
+        f"of wall time on {workers} processes."
+    )
+    return report.write()
+
+
+@click.command()
+@click.option("--preset", default="tiny", show_default=True, help="tiny: the CPU testbed (the only preset).")
+@click.option("--data", default="", help="Unused (the testbed generates its data).")
+@click.option("--gpus", default=0, type=int, help="Unused (CPU processes).")
+@click.option("--seeds", default=",".join(map(str, REPORT_SEEDS)), show_default=True, help="Seeds per arm.")
+@click.option("--arms", default=",".join(ARMS), show_default=True, help="Comma-separated rows of the report.")
+@click.option("--workers", default=2, show_default=True, help="Arms trained in parallel (one thread each).")
+@click.option("--smoke", is_flag=True, help="4 iterations per arm, to check the pipeline end to end.")
+@click.option("--outdir", default=None, help="Output folder [results/limited].")
+def main(preset: str, data: str, gpus: int, seeds: str, arms: str, workers: int, smoke: bool,
+         outdir: str | None) -> None:
+    """Train every discriminator method on the limited-data regime and write the report."""
+    if preset != "tiny":
+        raise click.UsageError(f"the limited-data testbed has one preset, tiny (got PRESET={preset})")
+    names = [a.strip() for a in arms.split(",") if a.strip()]
+    unknown = [a for a in names if a not in ARMS]
+    if unknown:
+        raise click.UsageError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+    if names[:1] != ["baseline"]:
+        raise click.UsageError("--arms must start with baseline (every other arm is compared with it)")
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    report = run_testbed(Path(outdir or "results/limited"), names, seed_list, workers, smoke)
+    click.echo(f"wrote {report}")
+
+
+if __name__ == "__main__":
+    main()
