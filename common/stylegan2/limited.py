@@ -32,7 +32,8 @@ from common.config import load_config
 from common.report import Report
 from common.stylegan2.compose import method_of_config
 from common.stylegan2.config import StyleGAN2Config, preset_path
-from common.stylegan2.training import generate_images, replace_cfg, train
+from common.stylegan2.snapshot import load_networks
+from common.stylegan2.training import generate_images, load_dataset, replace_cfg, train
 from common.threads import configure_threads
 
 LIMITED = str(preset_path("limited"))
@@ -79,24 +80,35 @@ def arm_config(spec: ArmSpec) -> tuple[StyleGAN2Config, Any]:
 
 
 def run_arm(spec: ArmSpec) -> dict[str, Any]:
-    """Train one arm on CPU with one thread; its probe history, sample grid, CPU and wall time."""
+    """Train one arm on CPU with one thread; its probe history, CPU and wall time (the run dir keeps the rest)."""
     configure_threads(1)
     cfg, method = arm_config(spec)
     start, cpu_start = time.perf_counter(), time.process_time()
     state = train(cfg, spec.run_dir, method=method, device="cpu")
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     history = [json.loads(line) for line in (Path(spec.run_dir) / "probe.jsonl").read_text().splitlines()]
-    z = torch.randn([GRID_SIZE, state.G_ema.z_dim], generator=torch.Generator().manual_seed(123))
     return {
         "spec": dataclasses.asdict(spec),
         "history": history,
         "final": history[-1],
-        "grid": generate_images(state.G_ema, z, None),
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
         "iterations": state.batch_idx,
         "kimg": cfg.train.total_kimg,
     }
+
+
+def sample_grid(run_dir: str | Path) -> np.ndarray:
+    """G_ema's images of 64 fixed latents (seed 123), from the run's last snapshot."""
+    G = load_networks(run_dir).G_ema
+    z = torch.randn([GRID_SIZE, G.z_dim], generator=torch.Generator().manual_seed(123))
+    return generate_images(G, z, None)
+
+
+def training_images(cfg: StyleGAN2Config, count: int = GRID_SIZE) -> np.ndarray:
+    """The first ``count`` images of the arm's training subset (uint8 NCHW)."""
+    dataset = load_dataset(cfg)
+    return np.stack([dataset[i][0] for i in range(min(count, len(dataset)))])
 
 
 def run_testbed(out: Path, arms: list[str], seeds: list[int], workers: int, smoke: bool = False,
@@ -123,9 +135,15 @@ def run_testbed(out: Path, arms: list[str], seeds: list[int], workers: int, smok
                        f"{result['seconds']:.0f} s ({(time.perf_counter() - start) / 60:.1f} min elapsed)")
             results.append(result)
     wall = time.perf_counter() - start
-    (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "grid"} for r in results],
+    (out / "results.json").write_text(json.dumps({"wall_seconds": wall, "workers": workers, "results": results},
                                                  indent=1))
     return write_report(out, results, arms, wall, workers, title)
+
+
+def rewrite_report(out: Path, arms: list[str], title: str = "Limited-data testbed") -> Path:
+    """The report again from ``out/results.json`` and the run dirs, without training (e.g. after a wording fix)."""
+    record = json.loads((out / "results.json").read_text())
+    return write_report(out, record["results"], arms, record["wall_seconds"], record["workers"], title)
 
 
 def _data_name(cfg: StyleGAN2Config) -> str:
@@ -157,18 +175,18 @@ def _per_seed(values: list[float], fmt: str = "{:.2f}") -> str:
     return ", ".join(fmt.format(v) if v is not None else "-" for v in values)
 
 
-def gap_verdict(arm: str, gaps: list[float], baseline: list[float]) -> str:
-    """How the arm's final gaps compare with the baseline's, seed by seed and against the seed spread."""
-    diffs = [g - b for g, b in zip(gaps, baseline)]
+def gap_verdict(arm: str, gaps: list[float], reference: str, reference_gaps: list[float]) -> str:
+    """How the arm's final gaps compare with a reference row's, seed by seed and against its seed spread."""
+    diffs = [g - b for g, b in zip(gaps, reference_gaps)]
     smaller = sum(d < 0 for d in diffs)
     mean_diff = statistics.mean(diffs)
-    spread = statistics.stdev(baseline) if len(baseline) > 1 else float("nan")
-    text = (f"{arm}: final gap {_spread(gaps)} vs baseline {_spread(baseline)}; smaller on {smaller} of "
-            f"{len(diffs)} seeds, mean difference {mean_diff:+.2f} (baseline seed sd {spread:.2f}).")
+    spread = statistics.stdev(reference_gaps) if len(reference_gaps) > 1 else float("nan")
+    text = (f"{arm} vs {reference}: final gap {_spread(gaps)} vs {_spread(reference_gaps)}; smaller on {smaller} of "
+            f"{len(diffs)} seeds, mean difference {mean_diff:+.2f} ({reference} seed sd {spread:.2f}).")
     if smaller == len(diffs) and -mean_diff > spread:
-        return text + " Less over-fitting on every seed, by more than the baseline's seed spread."
+        return text + f" Less over-fitting on every seed, by more than the {reference} seed spread."
     if smaller == 0 and mean_diff > spread:
-        return text + " More over-fitting on every seed, by more than the baseline's seed spread."
+        return text + f" More over-fitting on every seed, by more than the {reference} seed spread."
     return text + " No difference beyond seed noise."
 
 
@@ -205,8 +223,13 @@ def write_report(out: Path, results: list[dict[str, Any]], arms: list[str], wall
                      _per_seed(ratios)])
     report.table(["arm", "final gap per seed", "final gap mean ± sd", "2nd-half gap per seed",
                   "2nd-half mean ± sd", f"final / {arms[0]} per seed"], rows)
-    report.text("\n".join(f"- {gap_verdict(arm, [r['final']['gap'] for r in _by_arm(results, arm)], baseline)}"
-                          for arm in arms[1:]))
+    verdicts = []
+    for arm in arms[1:]:  # against the baseline, and a method with ADA also against ADA alone
+        gaps = [r["final"]["gap"] for r in _by_arm(results, arm)]
+        for reference in [arms[0]] + (["ADA"] if arm.startswith("ADA + ") and "ADA" in arms else []):
+            reference_gaps = [r["final"]["gap"] for r in _by_arm(results, reference)]
+            verdicts.append(gap_verdict(arm, gaps, reference, reference_gaps))
+    report.text("\n".join(f"- {v}" for v in verdicts))
     top = max(h["gap"] for r in results for h in r["history"])
     low = min(0.0, min(h["gap"] for r in results for h in r["history"]))
     for arm in arms:
@@ -237,11 +260,13 @@ def write_report(out: Path, results: list[dict[str, Any]], arms: list[str], wall
                   "retrieval top-1 per seed", "final augment p", "CPU s per seed"], rows)
 
     report.heading("Samples")
+    report.image_grid("training_images.png", training_images(cfg), caption=f"{min(GRID_SIZE, cfg.data.subset)} of "
+                      f"the {cfg.data.subset} training images", scale=4, spacing=4)
     for arm in arms:
         run = _by_arm(results, arm)[0]
         name = f"samples_{arm.replace(' ', '').replace('+', '_')}.png"
-        report.image_grid(name, np.asarray(run["grid"]), caption=f"{arm}, seed {run['spec']['seed']} (G_ema, 64 "
-                          "fixed latents)", scale=4, spacing=4)
+        report.image_grid(name, sample_grid(run["spec"]["run_dir"]), caption=f"{arm}, seed {run['spec']['seed']} "
+                          "(G_ema, 64 fixed latents)", scale=4, spacing=4)
 
     report.heading("Cost")
     cpu = {arm: statistics.median(r["cpu_seconds"] for r in _by_arm(results, arm)) for arm in arms}
@@ -262,8 +287,9 @@ def write_report(out: Path, results: list[dict[str, Any]], arms: list[str], wall
 @click.option("--arms", default=",".join(ARMS), show_default=True, help="Comma-separated rows of the report.")
 @click.option("--workers", default=2, show_default=True, help="Arms trained in parallel (one thread each).")
 @click.option("--smoke", is_flag=True, help="4 iterations per arm, to check the pipeline end to end.")
+@click.option("--report-only", is_flag=True, help="Rewrite the report from results.json and the run dirs.")
 @click.option("--outdir", default=None, help="Output folder [results/limited].")
-def main(preset: str, data: str, gpus: int, seeds: str, arms: str, workers: int, smoke: bool,
+def main(preset: str, data: str, gpus: int, seeds: str, arms: str, workers: int, smoke: bool, report_only: bool,
          outdir: str | None) -> None:
     """Train every discriminator method on the limited-data regime and write the report."""
     if preset != "tiny":
@@ -274,9 +300,12 @@ def main(preset: str, data: str, gpus: int, seeds: str, arms: str, workers: int,
         raise click.UsageError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
     if names[:1] != ["baseline"]:
         raise click.UsageError("--arms must start with baseline (every other arm is compared with it)")
+    out = Path(outdir or "results/limited")
+    if report_only:
+        click.echo(f"wrote {rewrite_report(out, names)}")
+        return
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    report = run_testbed(Path(outdir or "results/limited"), names, seed_list, workers, smoke)
-    click.echo(f"wrote {report}")
+    click.echo(f"wrote {run_testbed(out, names, seed_list, workers, smoke)}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ from torch import Tensor, nn
 from common import dist
 from common.config import ConfigError
 from common.data import DatasetError, ImageDataset
-from common.metrics import build_extractor, compute_fid
+from common.metrics import build_extractor, fid_from_stats, real_stats
+from common.metrics.gan import fake_stats
 from common.stylegan2.augment import augment_pipe as make_augment_pipe
 
 RETRIEVAL_PIPE, RETRIEVAL_P = "bgc", 0.3
@@ -129,6 +130,7 @@ class LimitedProbe:
             labels = np.array([int(np.argmax(labelled.get_label(i))) for i in range(len(labelled))])
             self.classifier = PixelClassifier(images, labels)
         self.proxy = build_extractor("proxy", device=device)
+        self.real_stats = real_stats(self.full, self.proxy)  # once (cached on disk across runs too)
         self.view_augment = make_augment_pipe(RETRIEVAL_PIPE, p=RETRIEVAL_P).to(device)
         self.history: list[dict[str, Any]] = []
 
@@ -142,7 +144,7 @@ class LimitedProbe:
             "iteration": batch_idx,
             "gap": discriminator_gap(D, self.train_images, self.heldout_images),
             "retrieval_top1": instance_retrieval_top1(D, self.heldout_images, self.view_augment),
-            "proxy_fd": compute_fid(self.full, G_ema, self.proxy, num_gen=self.num_fakes),
+            "proxy_fd": fid_from_stats(self.real_stats, fake_stats(G_ema, self.proxy, self.num_fakes)),
             "class_entropy": (class_entropy(self.classifier.predict(fakes), self.classifier.num_classes)
                               if self.classifier is not None else None),
             "max_class_entropy": math.log(self.classifier.num_classes) if self.classifier is not None else None,

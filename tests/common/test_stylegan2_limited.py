@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 from click.testing import CliRunner
 
 from common.config import load_config
 from common.stylegan2.config import StyleGAN2Config, preset_path
 from common.stylegan2.limited import ARMS, main
-from common.stylegan2.limited_sweep import SWEEP_SEED, SweepRun, run_config
+from common.stylegan2.limited_sweep import SWEEP_SEED, SweepRun, choose, evaluate, run_config
 from common.stylegan2.training import replace_cfg, train
 
 CHOSEN = SweepRun("shapes", 100, 2, 0.01, iterations=900)  # limited_sweep's choice (README table)
@@ -49,8 +50,28 @@ def test_smoke_reproduction_writes_the_report(tmp_path, monkeypatch):
         name = arm.replace(" ", "").replace("+", "_")
         assert (out / f"gap_{name}.png").stat().st_size > 0 and (out / f"samples_{name}.png").stat().st_size > 0
         assert f"| {arm} |" in text
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text())["results"]
     assert sorted(r["spec"]["arm"] for r in results) == sorted(ARMS)
     assert all(r["iterations"] == 4 and len(r["history"]) == 2 for r in results)  # probes at iterations 2 and 4
     bad = CliRunner().invoke(main, ["--arms", "InsGen,baseline"])
     assert bad.exit_code == 2 and "must start with baseline" in bad.output
+
+
+def _result(images: int, d_width: int, gaps: list[float], entropy: float = 2.0, cpu: float = 100.0) -> dict:
+    history = [{"iteration": 100 * (i + 1), "gap": g, "class_entropy": entropy, "max_class_entropy": math.log(10),
+                "proxy_fd": 0.0} for i, g in enumerate(gaps)]
+    run = dataclasses.asdict(SweepRun("digits", images, d_width, 0.05))
+    return {"run": run, "label": str(run), "history": history, "cpu_seconds": cpu}
+
+
+def test_selection_rule_checks_and_order():
+    rising = [0.1 * i for i in range(1, 16)]  # 0.1 ... 1.5: passes from 1,000 iterations on
+    e = evaluate(_result(64, 1, rising), 900)
+    assert e["checks"] == {"gap": False, "growing": True, "entropy": True, "affordable": True}
+    assert evaluate(_result(64, 1, rising), 1200)["passes"]
+    assert not evaluate(_result(64, 1, rising[::-1]), 1500)["checks"]["growing"]
+    assert not evaluate(_result(64, 1, rising, entropy=1.4), 1500)["checks"]["entropy"]  # 1.4 < 0.65 ln 10
+    assert not evaluate(_result(64, 1, rising, cpu=200.0), 1500)["checks"]["affordable"]  # 200 s x 16.5 / 2 > 22 min
+    candidates = [_result(32, 1, rising), _result(64, 2, rising), _result(64, 1, rising), _result(100, 1, [0.1] * 15)]
+    run, chosen = choose(candidates)
+    assert (run["run"]["images"], run["run"]["d_width"], chosen["budget"]) == (64, 1, 1200)
