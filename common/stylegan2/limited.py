@@ -142,6 +142,8 @@ def run_testbed(out: Path, arms: list[str], seeds: list[int], workers: int, smok
 
 def rewrite_report(out: Path, arms: list[str], title: str = "Limited-data testbed") -> Path:
     """The report again from ``out/results.json`` and the run dirs, without training (e.g. after a wording fix)."""
+    if not (out / "results.json").is_file():
+        raise click.UsageError(f"--report-only needs a finished reproduction in {out} (no results.json there)")
     record = json.loads((out / "results.json").read_text())
     return write_report(out, record["results"], arms, record["wall_seconds"], record["workers"], title)
 

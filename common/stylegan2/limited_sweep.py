@@ -167,10 +167,15 @@ def main(out: str, workers: int, only: str | None) -> None:
     """Train the baseline grid, apply the selection rule and write the sweep table."""
     os.environ.setdefault("GENFORCE_NO_PROGRESS", "1")
     root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
     grid = default_grid()
-    picked = [int(i) for i in only.split(",")] if only else range(len(grid))
+    try:
+        picked = [int(i) for i in only.split(",")] if only else list(range(len(grid)))
+    except ValueError:
+        raise click.UsageError(f"--only takes comma-separated run indices, got {only!r}") from None
+    if any(not 0 <= i < len(grid) for i in picked):
+        raise click.UsageError(f"--only: the grid has runs 0-{len(grid) - 1}")
     runs = [grid[i] for i in picked]
+    root.mkdir(parents=True, exist_ok=True)
     for i, run in zip(picked, runs):
         run.run_dir = str(root / "runs" / f"{i:02d}")
     store = root / "sweep.json"
