@@ -114,6 +114,8 @@ class LimitedProbe:
     """Measures one run (module docstring); ``history`` holds every measurement."""
 
     def __init__(self, train_set: ImageDataset, run_dir: Path, device: torch.device, heldout: int, num_fakes: int):
+        if train_set.label_dim:
+            raise ConfigError("the probe measures unconditional runs; set probe.every=0 or data.cond=false")
         self.run_dir, self.device, self.num_fakes = Path(run_dir), device, num_fakes
         self.full = ImageDataset(train_set.path, resolution=train_set.resolution)
         unique = sorted(set(int(i) for i in train_set.raw_indices))

@@ -58,3 +58,12 @@ def test_heldout_images_are_outside_the_training_subset_and_fixed(tmp_path, monk
     assert np.array_equal(*splits)
     with pytest.raises(ConfigError, match="only 1765 of the 1797 are outside"):
         heldout_indices(ImageDataset(path, max_size=32, random_seed=0), full, 1800)
+
+
+def test_the_probe_refuses_conditional_runs(tmp_path, monkeypatch):
+    from common.stylegan2.probe import LimitedProbe
+
+    monkeypatch.setenv("GENFORCE_DATA_DIR", str(tmp_path))
+    labelled = ImageDataset(digits_dataset(resolution=8), use_labels=True, max_size=32)
+    with pytest.raises(ConfigError, match="measures unconditional runs"):
+        LimitedProbe(labelled, tmp_path, torch.device("cpu"), 300, 10)
