@@ -49,6 +49,19 @@ def load_config(schema: type[T], path: str | os.PathLike | None = None, override
     return _build(schema, data, origin, prefix="")
 
 
+def config_row(config_dir: Path, name: str) -> Path:
+    """``<config_dir>/<name>.yaml`` for a paper package's table-row name, or ``name`` itself when it is a YAML file."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    return Path(config_dir) / f"{name}.yaml"
+
+
+def config_rows(config_dir: Path) -> list[str]:
+    """The row names of the YAML files in a paper package's ``configs/``."""
+    return sorted(p.stem for p in Path(config_dir).glob("*.yaml"))
+
+
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """The raw mapping of a config file with its ``base:`` chain merged, before any validation (e.g. to read which
     schema applies)."""
@@ -164,7 +177,8 @@ def _apply_override(schema: type, data: dict[str, Any], origin: dict[str, str], 
                 raise _unknown_key(key, ".".join(parts[: depth + 1]), source, list(fields))
             field_type = fields[key]
         if depth == len(parts) - 1:
-            node[key] = text if _is_str_type(field_type) else _parse_yaml_value(text, source)
+            null = _is_union(field_type) and type(None) in typing.get_args(field_type) and text.strip() in ("null", "~")
+            node[key] = text if _is_str_type(field_type) and not null else _parse_yaml_value(text, source)
             origin[dotted] = source
             for inner in _dotted_keys(node[key], dotted + ".") if isinstance(node[key], Mapping) else []:
                 origin[inner] = source

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.config import config_row, config_rows
 from common.stylegan2.config import StyleGAN2Config
 
 CONFIG_DIR = Path(__file__).with_name("configs")
@@ -38,12 +39,9 @@ class InsGenConfig(StyleGAN2Config):
 
 def config_path(name: str) -> Path:
     """``insgen/configs/<name>.yaml`` for a table-row name (``ffhq2k``), or ``name`` itself when it is a file."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml"):
-        return path
-    return CONFIG_DIR / f"{name}.yaml"
+    return config_row(CONFIG_DIR, name)
 
 
 def config_names() -> list[str]:
     """The config rows shipped with the package."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    return config_rows(CONFIG_DIR)

@@ -1,88 +1,11 @@
-"""FID of an InsGen generator against the FULL dataset, as the paper reports it (spec insgen.md §5).
+"""``python -m insgen.eval --ckpt RUN_OR_SNAPSHOT --data FULL_DATASET``: FID/KID of G_ema against the FULL dataset.
 
-    python -m insgen.eval --ckpt runs/insgen/00000-ffhq2k --data /data/ffhq256.zip
-    python -m insgen.eval --ckpt ffhq256_2k.pkl --data /data/ffhq256.zip --mirror      # an official pickle
-
-The known reproduction trap (genforce/insgen issue #8; NVlabs issue #78): during a limited-data run the official
-metric compares against the training subset, which gives a much worse FID (e.g. 22.4 vs the paper's 11.92 at
-FFHQ-2K). Here the reference is always the dataset given in ``--data`` with no subset; x-flips follow the run's
-``data.mirror`` (the official recipe: ``calc_metrics.py --data=<full set> --mirror=1``) unless ``--mirror`` /
-``--no-mirror`` says otherwise.
+The generator is StyleGAN2-ADA's, so this is the shared command (``common/stylegan2/evaluate.py``): the reference is
+always the dataset given in ``--data`` with no subset (the limited-data FID trap), x-flips as the run's
+``data.mirror``; project snapshots, run dirs and official pickles are accepted.
 """
 
-from __future__ import annotations
-
-import json
-from pathlib import Path
-
-import click
-import torch
-
-from common.checkpoint import CheckpointError, load_checkpoint, resolve_resume
-from common.data import DatasetError, ImageDataset
-from common.metrics import WeightsNotFoundError, build_extractor, compute_fid, compute_kid
-from common.stylegan2.generate import load_generator
-from common.threads import configure_threads
-
-METRICS = ("fid50k_full", "kid50k_full")
-
-
-@click.command()
-@click.option("--ckpt", required=True, type=click.Path(exists=True), help="Run dir, snapshot .pt or official .pkl.")
-@click.option("--data", required=True, help="The FULL dataset (zip or folder), not the training subset.")
-@click.option("--metrics", default="fid50k_full", show_default=True, help=f"Comma-separated: {', '.join(METRICS)}.")
-@click.option("--mirror/--no-mirror", default=None, help="Add x-flips to the reference [the run's data.mirror].")
-@click.option("--num-gen", default=50_000, show_default=True, help="Generated images.")
-@click.option("--inception-weights", default=None, help="TF-Inception weights file [$GENFORCE_INCEPTION_WEIGHTS].")
-@click.option("--out", default=None, type=click.Path(file_okay=False), help="Folder for metrics.json.")
-@click.option("--device", default=None, help="cpu or cuda [cuda if available].")
-def main(
-    ckpt: str,
-    data: str,
-    metrics: str,
-    mirror: bool | None,
-    num_gen: int,
-    inception_weights: str | None,
-    out: str | None,
-    device: str | None,
-) -> None:
-    """Compute FID/KID of G_ema against the full dataset and print one line per metric."""
-    configure_threads()
-    names = [m.strip() for m in metrics.split(",") if m.strip()]
-    unknown = sorted(set(names) - set(METRICS))
-    if unknown:
-        raise click.UsageError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    try:
-        path = resolve_resume(ckpt) if Path(ckpt).is_dir() else Path(ckpt)
-        if mirror is None:
-            mirror = _run_mirror(path)
-        G = load_generator(path, dev)
-        reference = ImageDataset(data, xflip=mirror)
-        extractor = build_extractor("tf_inception", inception_weights, device=dev)
-    except (CheckpointError, DatasetError, WeightsNotFoundError) as err:
-        raise click.ClickException(str(err)) from None
-    results = {}
-    for name in names:
-        compute = compute_fid if name == "fid50k_full" else compute_kid
-        results[name] = compute(reference, G, extractor, num_gen=num_gen)
-        click.echo(f"{name} = {results[name]:.4f}  ({path} vs {len(reference)} images of {data}, mirror={mirror})")
-    if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        record = {"network": str(path), "data": data, "mirror": mirror, "num_gen": num_gen, **results}
-        (Path(out) / "metrics.json").write_text(json.dumps(record, indent=1))
-
-
-def _run_mirror(path: Path) -> bool:
-    """``data.mirror`` of a project snapshot's config; an official pickle records its own training_set_kwargs."""
-    if path.suffix == ".pkl":
-        from common.stylegan2.legacy import load_official_snapshot
-
-        kwargs = load_official_snapshot(path).training_set_kwargs or {}
-        return bool(kwargs.get("xflip", False))
-    config = load_checkpoint(path).get("config") or {}
-    return bool(config.get("data", {}).get("mirror", False))
-
+from common.stylegan2.evaluate import main
 
 if __name__ == "__main__":
     main()

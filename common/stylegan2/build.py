@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from common.stylegan2.config import StyleGAN2Config
-from common.stylegan2.networks import Discriminator, Generator
+from common.stylegan2.networks import Discriminator, Generator, SynthesisNetwork
 
 
-def build_generator(cfg: StyleGAN2Config, resolution: int, img_channels: int, c_dim: int) -> Generator:
-    """G of a resolved config (see ``config.resolve``); ``train.fp32`` drops fp16 blocks and conv clamping."""
+def build_generator(cfg: StyleGAN2Config, resolution: int, img_channels: int, c_dim: int,
+                    synthesis_class: type[SynthesisNetwork] | None = None, **synthesis_extra: Any) -> Generator:
+    """G of a resolved config (see ``config.resolve``); ``train.fp32`` drops fp16 blocks and conv clamping.
+    ``synthesis_class`` and ``synthesis_extra`` build a paper's synthesis subclass with its own arguments."""
     g = cfg.G
     return Generator(
         z_dim=g.z_dim,
@@ -21,7 +25,9 @@ def build_generator(cfg: StyleGAN2Config, resolution: int, img_channels: int, c_
             "channel_max": g.channel_max,
             "num_fp16_res": 0 if cfg.train.fp32 else g.num_fp16_res,
             "conv_clamp": None if cfg.train.fp32 else g.conv_clamp,
+            **synthesis_extra,
         },
+        synthesis_class=synthesis_class,
     )
 
 

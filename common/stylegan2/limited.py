@@ -7,7 +7,9 @@ probing D's over-fitting gap, proxy-FD, class entropy and retrieval as it trains
 ``results/limited/report.md``, puts the gap first (the mechanism InsGen, DynamicD and EqGAN-SA target), with
 per-seed values, spread and curves, then the sample-quality proxies, sample grids and cost. Paper packages add their
 rows to :data:`ARMS` when they land (their configs set ``methods``, so combinations such as
-``methods: [insgen, dynamicd]`` are one more row).
+``methods: [insgen, dynamicd]`` are one more row); :data:`DEFAULT_ARMS` is what ``make reproduce PAPER=limited``
+trains within 25 minutes on 2 cores. A package's reproduction may group arms into report sections (``groups``),
+each compared with its own first arm (DynamicD: the limited and the all-data regime).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import importlib.resources
 import json
 import multiprocessing
 import os
+import re
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -37,13 +40,30 @@ from common.stylegan2.training import generate_images, load_dataset, replace_cfg
 from common.threads import configure_threads
 
 LIMITED = str(preset_path("limited"))
-# report row -> (config file: a path, or (package, file) inside an installed package; section overrides)
-ARMS: dict[str, tuple[str | tuple[str, str], dict[str, dict[str, Any]]]] = {
+ALL_DATA = {"data": {"subset": 1700}}  # every shape but the 300 held out for the gap (the 'sufficient data' regime)
+DYNAMICD_DEC, DYNAMICD_INC = ("dynamicd", "configs/tiny.yaml"), ("dynamicd", "configs/tiny_inc.yaml")
+# report row -> (config file: a path, or (package, file) inside an installed package; overrides: sections of
+# values, or a top-level key such as ``methods``)
+ARMS: dict[str, tuple[str | tuple[str, str], dict[str, Any]]] = {
     "baseline": (LIMITED, {}),
     "ADA": (LIMITED, {"augment": {"mode": "ada"}}),
     "InsGen": (("insgen", "configs/tiny.yaml"), {}),
     "ADA + InsGen": (("insgen", "configs/tiny.yaml"), {"augment": {"mode": "ada"}, "insgen": {"view_pipe": None}}),
+    "DynamicD": (DYNAMICD_DEC, {}),  # the limited-data scheme: decreasing width, random subsets
+    "DynamicD inc": (DYNAMICD_INC, {}),
+    # control: a constant sub-network at the mean width of both schedules (is it the schedule, or less capacity?)
+    "constant width 0.75": (DYNAMICD_INC, {"dynamicd": {"occupy_start": 0.75, "occupy_end": 0.75}}),
+    "InsGen + DynamicD": (("insgen", "configs/tiny.yaml"), {
+        "methods": ["insgen", "dynamicd"],
+        "dynamicd": {"occupy_start": 1.0, "occupy_end": 0.5, "randomly_select": True, "keepd": 3}}),
+    # EqGAN-SA at 16 px: D has outputs at 8x8 and 4x4 only, so the two coarse levels are aligned (eqgan/README.md)
+    "EqGAN-SA": (LIMITED, {"methods": ["eqgan"], "eqgan": {"levels": ["b8", "b16"]}}),
+    "baseline, all data": (LIMITED, ALL_DATA),
+    "DynamicD, all data": (DYNAMICD_DEC, ALL_DATA),
+    "DynamicD inc, all data": (DYNAMICD_INC, ALL_DATA),
 }
+# what make reproduce PAPER=limited trains (fits 25 minutes on 2 cores; --arms picks any rows of ARMS)
+DEFAULT_ARMS = ("baseline", "ADA", "InsGen", "ADA + InsGen", "DynamicD")
 REPORT_SEEDS = (0, 1, 2)
 GRID_SIZE = 64
 SMOKE_ITERATIONS, SMOKE_FAKES = 4, 100
@@ -66,12 +86,28 @@ def _config_file(source: str | tuple[str, str]) -> str:
     return str(importlib.resources.files(package) / name)
 
 
+def arm_slug(arm: str) -> str:
+    """The arm's name in file names: 'ADA + InsGen' -> 'ada_insgen', 'DynamicD, all data' -> 'dynamicd_all_data'."""
+    return re.sub(r"[^a-z0-9]+", "_", arm.lower()).strip("_")
+
+
+def _dotted(overrides: dict[str, Any], prefix: str = "") -> list[str]:
+    """``{'augment': {'mode': 'ada'}, 'methods': [...]}`` -> ``['augment.mode=ada', 'methods=[...]']`` (--set)."""
+    out = []
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            out += _dotted(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={value if isinstance(value, str) else json.dumps(value)}")
+    return out
+
+
 def arm_config(spec: ArmSpec) -> tuple[StyleGAN2Config, Any]:
     """The arm's config (with the seed, and a 4-iteration budget in smoke mode) and its (composed) method."""
-    source, sections = ARMS[spec.arm]
-    path = _config_file(source)
-    method = method_of_config(path)
-    cfg = replace_cfg(dataclasses.replace(load_config(method.config_class, path), seed=spec.seed), **sections)
+    source, overrides = ARMS[spec.arm]
+    path, sets = _config_file(source), _dotted(overrides)
+    method = method_of_config(path, sets)
+    cfg = dataclasses.replace(load_config(method.config_class, path, sets), seed=spec.seed)
     if spec.smoke:
         kimg = SMOKE_ITERATIONS * cfg.train.batch / 1000
         cfg = replace_cfg(cfg, train={"total_kimg": kimg, "kimg_per_tick": kimg},
@@ -111,8 +147,12 @@ def training_images(cfg: StyleGAN2Config, count: int = GRID_SIZE) -> np.ndarray:
     return np.stack([dataset[i][0] for i in range(min(count, len(dataset)))])
 
 
+Groups = list[tuple[str, list[str]]]
+"""Report sections: (heading, arms); each group's first arm is the reference its other arms are compared with."""
+
+
 def run_testbed(out: Path, arms: list[str], seeds: list[int], workers: int, smoke: bool = False,
-                title: str = "Limited-data testbed") -> Path:
+                title: str = "Limited-data testbed", groups: Groups | None = None) -> Path:
     """Train every arm x seed, write ``out/results.json`` and ``out/report.md``; returns the report's path."""
     from common.data.synthetic import digits_dataset
     from common.metrics import load_proxy
@@ -121,7 +161,7 @@ def run_testbed(out: Path, arms: list[str], seeds: list[int], workers: int, smok
     out.mkdir(parents=True, exist_ok=True)
     digits_dataset(resolution=load_config(StyleGAN2Config, LIMITED).data.resolution)  # shared caches, built once
     load_proxy()
-    specs = [ArmSpec(arm, seed, str(out / "runs" / f"{arm.replace(' ', '').replace('+', '_')}-seed{seed}"), smoke)
+    specs = [ArmSpec(arm, seed, str(out / "runs" / f"{arm_slug(arm)}-seed{seed}"), smoke)
              for arm in sorted(arms, key=lambda a: "InsGen" not in a)  # slower arms first: the pool ends sooner
              for seed in seeds]
     start = time.perf_counter()
@@ -137,15 +177,16 @@ def run_testbed(out: Path, arms: list[str], seeds: list[int], workers: int, smok
     wall = time.perf_counter() - start
     (out / "results.json").write_text(json.dumps({"wall_seconds": wall, "workers": workers, "results": results},
                                                  indent=1))
-    return write_report(out, results, arms, wall, workers, title)
+    return write_report(out, results, arms, wall, workers, title, groups)
 
 
-def rewrite_report(out: Path, arms: list[str], title: str = "Limited-data testbed") -> Path:
+def rewrite_report(out: Path, arms: list[str], title: str = "Limited-data testbed",
+                   groups: Groups | None = None) -> Path:
     """The report again from ``out/results.json`` and the run dirs, without training (e.g. after a wording fix)."""
     if not (out / "results.json").is_file():
         raise click.UsageError(f"--report-only needs a finished reproduction in {out} (no results.json there)")
     record = json.loads((out / "results.json").read_text())
-    return write_report(out, record["results"], arms, record["wall_seconds"], record["workers"], title)
+    return write_report(out, record["results"], arms, record["wall_seconds"], record["workers"], title, groups)
 
 
 def _data_name(cfg: StyleGAN2Config) -> str:
@@ -192,53 +233,73 @@ def gap_verdict(arm: str, gaps: list[float], reference: str, reference_gaps: lis
     return text + " No difference beyond seed noise."
 
 
-def write_report(out: Path, results: list[dict[str, Any]], arms: list[str], wall: float, workers: int,
-                 title: str) -> Path:
-    """The markdown report (every number in it comes from ``results``)."""
-    cfg, _ = arm_config(ArmSpec(arms[0], 0, ""))
-    first = results[0]
-    seeds = sorted({r["spec"]["seed"] for r in results})
-    report = Report(out, title)
-    data = _data_name(cfg)
-    report.text(
-        f"Regime (`common/stylegan2/configs/limited.yaml`, chosen by the baseline alone, see "
-        f"`common/stylegan2/README.md`): {cfg.data.subset} of {data} at {cfg.data.resolution}x{cfg.data.resolution} "
-        f"(a fixed subset), G at most {cfg.G.channel_max} channels, D at most {cfg.D.channel_max}, R1 gamma "
-        f"{cfg.loss.r1_gamma:g}, batch {cfg.train.batch}, {first['iterations']} iterations per arm, seeds "
-        f"{', '.join(map(str, seeds))}. D's gap against {cfg.probe.heldout} held-out images, samples against all "
-        f"{data}. Wall time {wall / 60:.1f} min on {workers} one-thread processes. Command: "
-        "`make reproduce PAPER=limited` (InsGen's rows: `make reproduce PAPER=insgen`)."
-    )
-    baseline = [r["final"]["gap"] for r in _by_arm(results, arms[0])]
+def _regime(cfg: StyleGAN2Config) -> str:
+    """'100 of 2,000 offline shapes at 16x16' for a config's training data."""
+    res = cfg.data.resolution
+    return f"{cfg.data.subset:,} of {_data_name(cfg)} at {res}x{res}"
 
-    report.heading("D over-fitting gap (primary)")
-    report.text(
-        "gap = mean D logit on the training images - mean on held-out images, un-augmented (ADA's over-fitting "
-        "diagnostic), at the end of training and averaged over the probes of the second half (less noisy)."
-    )
+
+def _gap_section(report: Report, results: list[dict[str, Any]], arms: list[str], low: float, top: float) -> None:
+    """The gap table of one group of arms (the first is the reference), the verdicts and per-seed curves."""
+    reference_finals = [r["final"]["gap"] for r in _by_arm(results, arms[0])]
     rows = []
     for arm in arms:
         runs = _by_arm(results, arm)
         finals, lates = [r["final"]["gap"] for r in runs], [late_gap(r) for r in runs]
-        ratios = [g / b if abs(b) > 1e-6 else float("nan") for g, b in zip(finals, baseline)]
+        ratios = [g / b if abs(b) > 1e-6 else float("nan") for g, b in zip(finals, reference_finals)]
         rows.append([arm, _per_seed(finals), _spread(finals), _per_seed(lates), _spread(lates),
                      _per_seed(ratios)])
     report.table(["arm", "final gap per seed", "final gap mean ± sd", "2nd-half gap per seed",
                   "2nd-half mean ± sd", f"final / {arms[0]} per seed"], rows)
     verdicts = []
-    for arm in arms[1:]:  # against the baseline, and a method with ADA also against ADA alone
+    for arm in arms[1:]:  # against the reference, and a method with ADA also against ADA alone
         gaps = [r["final"]["gap"] for r in _by_arm(results, arm)]
         for reference in [arms[0]] + (["ADA"] if arm.startswith("ADA + ") and "ADA" in arms else []):
             reference_gaps = [r["final"]["gap"] for r in _by_arm(results, reference)]
             verdicts.append(gap_verdict(arm, gaps, reference, reference_gaps))
-    report.text("\n".join(f"- {v}" for v in verdicts))
-    top = max(h["gap"] for r in results for h in r["history"])
-    low = min(0.0, min(h["gap"] for r in results for h in r["history"]))
+    if verdicts:
+        report.text("\n".join(f"- {v}" for v in verdicts))
     for arm in arms:
         series = {f"seed {r['spec']['seed']}": ([h["iteration"] for h in r["history"]],
                                                 [h["gap"] for h in r["history"]]) for r in _by_arm(results, arm)}
-        name = f"gap_{arm.replace(' ', '').replace('+', '_')}.png"
-        report.curves(name, series, title=f"D gap, {arm}", xlabel="iteration", ylabel="gap", ylim=(low, top * 1.05))
+        report.curves(f"gap_{arm_slug(arm)}.png", series, title=f"D gap, {arm}", xlabel="iteration", ylabel="gap",
+                      ylim=(low, top * 1.05))
+
+
+def write_report(out: Path, results: list[dict[str, Any]], arms: list[str], wall: float, workers: int,
+                 title: str, groups: Groups | None = None) -> Path:
+    """The markdown report (every number in it comes from ``results``); one gap table per group of arms."""
+    groups = groups or [("", arms)]
+    cfg, _ = arm_config(ArmSpec(arms[0], 0, ""))
+    first = results[0]
+    seeds = sorted({r["spec"]["seed"] for r in results})
+    report = Report(out, title)
+    data = _data_name(cfg)
+    regimes = {heading: arm_config(ArmSpec(group[0], 0, ""))[0] for heading, group in groups}
+    trained = "; ".join(f"{heading}: {_regime(c)}" for heading, c in regimes.items() if heading) or (
+        f"{_regime(cfg)} (a fixed subset)")
+    report.text(
+        f"Regime (`common/stylegan2/configs/limited.yaml`, chosen by the baseline alone, see "
+        f"`common/stylegan2/README.md`): {trained}; G at most {cfg.G.channel_max} channels, D at most "
+        f"{cfg.D.channel_max}, R1 gamma {cfg.loss.r1_gamma:g}, batch {cfg.train.batch}, {first['iterations']} "
+        f"iterations per arm, seeds {', '.join(map(str, seeds))}. D's gap against {cfg.probe.heldout} held-out "
+        f"images, samples against all {data}. Wall time {wall / 60:.1f} min on {workers} one-thread processes. "
+        "Command: `make reproduce PAPER=limited` (InsGen's rows: `make reproduce PAPER=insgen`; DynamicD's: "
+        "`make reproduce PAPER=dynamicd`)."
+    )
+
+    report.heading("D over-fitting gap (primary)")
+    report.text(
+        "gap = mean D logit on the training images - mean on held-out images, un-augmented (ADA's over-fitting "
+        "diagnostic), at the end of training and averaged over the probes of the second half (less noisy). D is "
+        "measured as it trains: a DynamicD arm's current sub-network (random subsets re-drawn for every batch of 20)."
+    )
+    top = max(h["gap"] for r in results for h in r["history"])
+    low = min(0.0, min(h["gap"] for r in results for h in r["history"]))
+    for heading, group in groups:
+        if heading:
+            report.heading(heading, level=3)
+        _gap_section(report, results, group, low, top)
 
     report.heading("Sample quality and diversity (reported, not claimed)")
     report.text(
@@ -246,7 +307,7 @@ def write_report(out: Path, results: list[dict[str, Any]], arms: list[str], wall
         "offline proxy-CNN space (not FID). class entropy: entropy of the classes a logistic regression (fitted on "
         f"all {data} at 8x8) assigns to the samples (max {first['final']['max_class_entropy'] or 0:.2f}, ln of the "
         "number of classes; a collapse guard). retrieval top-1: two bgc views of each held-out image matched by D's "
-        "pooled features."
+        "pooled features (meaningless for random-subset DynamicD, whose two views meet different sub-networks)."
     )
     rows = []
     for arm in arms:
@@ -262,13 +323,15 @@ def write_report(out: Path, results: list[dict[str, Any]], arms: list[str], wall
                   "retrieval top-1 per seed", "final augment p", "CPU s per seed"], rows)
 
     report.heading("Samples")
-    report.image_grid("training_images.png", training_images(cfg), caption=f"{min(GRID_SIZE, cfg.data.subset)} of "
-                      f"the {cfg.data.subset} training images", scale=4, spacing=4)
+    for heading, regime in regimes.items():
+        suffix = f"_{arm_slug(heading)}" if heading else ""
+        report.image_grid(f"training_images{suffix}.png", training_images(regime),
+                          caption=f"{min(GRID_SIZE, regime.data.subset)} of the {regime.data.subset} training images"
+                          + (f" ({heading})" if heading else ""), scale=4, spacing=4)
     for arm in arms:
         run = _by_arm(results, arm)[0]
-        name = f"samples_{arm.replace(' ', '').replace('+', '_')}.png"
-        report.image_grid(name, sample_grid(run["spec"]["run_dir"]), caption=f"{arm}, seed {run['spec']['seed']} "
-                          "(G_ema, 64 fixed latents)", scale=4, spacing=4)
+        report.image_grid(f"samples_{arm_slug(arm)}.png", sample_grid(run["spec"]["run_dir"]),
+                          caption=f"{arm}, seed {run['spec']['seed']} (G_ema, 64 fixed latents)", scale=4, spacing=4)
 
     report.heading("Cost")
     cpu = {arm: statistics.median(r["cpu_seconds"] for r in _by_arm(results, arm)) for arm in arms}
@@ -286,7 +349,8 @@ def write_report(out: Path, results: list[dict[str, Any]], arms: list[str], wall
 @click.option("--data", default="", help="Unused (the testbed generates its data).")
 @click.option("--gpus", default=0, type=int, help="Unused (CPU processes).")
 @click.option("--seeds", default=",".join(map(str, REPORT_SEEDS)), show_default=True, help="Seeds per arm.")
-@click.option("--arms", default=",".join(ARMS), show_default=True, help="Comma-separated rows of the report.")
+@click.option("--arms", default=",".join(DEFAULT_ARMS), show_default=True,
+              help=f"Comma-separated rows of the report, from: {', '.join(ARMS)}.")
 @click.option("--workers", default=2, show_default=True, help="Arms trained in parallel (one thread each).")
 @click.option("--smoke", is_flag=True, help="4 iterations per arm, to check the pipeline end to end.")
 @click.option("--report-only", is_flag=True, help="Rewrite the report from results.json and the run dirs.")

@@ -14,7 +14,7 @@ scalar; put detached scalars to log into ``self.stats``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -51,8 +51,9 @@ class StyleGAN2Loss:
     def _G(self) -> nn.Module:
         return getattr(self.G, "module", self.G)
 
-    def run_G(self, z: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        """Images and the ws they came from; style mixing with one cutoff per batch (prob ``style_mixing_prob``)."""
+    def run_G(self, z: Tensor, c: Tensor, **synthesis_kwargs: Any) -> tuple[Any, Tensor]:
+        """Images and the ws they came from; style mixing with one cutoff per batch (prob ``style_mixing_prob``).
+        ``synthesis_kwargs`` go to ``G.synthesis`` (EqGAN-SA: ``return_heatmap=True`` returns (images, heatmaps))."""
         G = self._G
         ws = G.mapping(z, c)
         if self.style_mixing_prob > 0:
@@ -60,7 +61,7 @@ class StyleGAN2Loss:
             if float(torch.rand([])) < self.style_mixing_prob:
                 mixed = G.mapping(torch.randn_like(z), c, skip_w_avg_update=True)
                 ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
-        return G.synthesis(ws), ws
+        return G.synthesis(ws, **synthesis_kwargs), ws
 
     def run_D(self, img: Tensor, c: Tensor) -> Tensor:
         """Logits of D on the augmented images (every image D sees passes through the augment pipe)."""

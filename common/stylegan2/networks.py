@@ -604,7 +604,10 @@ class SynthesisNetwork(nn.Module):
 
 
 class Generator(nn.Module):
-    """G(z, c) = synthesis(mapping(z, c)). Registers synthesis before mapping, as the official state dicts."""
+    """G(z, c) = synthesis(mapping(z, c)). Registers synthesis before mapping, as the official state dicts.
+
+    ``synthesis_class`` is a :class:`SynthesisNetwork` subclass a paper builds G with (EqGAN-SA's spatially aware
+    synthesis, which draws its own heatmaps); it receives ``synthesis_kwargs``."""
 
     def __init__(
         self,
@@ -615,11 +618,12 @@ class Generator(nn.Module):
         img_channels: int,
         mapping_kwargs: dict | None = None,
         synthesis_kwargs: dict | None = None,
+        synthesis_class: type[SynthesisNetwork] | None = None,
     ) -> None:
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.synthesis = SynthesisNetwork(
+        self.synthesis = (synthesis_class or SynthesisNetwork)(
             w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **(synthesis_kwargs or {})
         )
         self.num_ws = self.synthesis.num_ws

@@ -348,7 +348,9 @@ def _snapshot(
     manager.save(snap)
     if dist.is_main():
         labels = _grid_labels(state.dataset, len(grid_z), state.device)
-        images = generate_images(state.G_ema, grid_z, labels)
+        devices = [state.device] if state.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # a G that draws inputs (EqGAN-SA's heatmaps) moves no RNG
+            images = generate_images(state.G_ema, grid_z, labels)
         save_image_grid(
             state.run_dir / f"fakes{state.cur_nimg // 1000:06d}.png",
             images,

@@ -24,6 +24,7 @@ class TrainConfig:
     aug: Literal["ada", "noaug", "fixed"] = "ada"
     name: str = "run"
     queue_size: int | None = None
+    view: str | None = "bgc"
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
@@ -90,6 +91,13 @@ def test_set_overrides_with_coercion(tmp_path):
     assert cfg.extra == {"gamma": 0.5}
 
 
+def test_set_null_clears_an_optional_string_and_stays_text_for_a_plain_one():
+    cfg = load_config(Config, None, ["train.view=null", "train.name=null"])
+    assert cfg.train.view is None and cfg.train.name == "null"
+    assert load_config(Config, None, ["train.view=~"]).train.view is None
+    assert load_config(Config, None, ["train.view=noise"]).train.view == "noise"
+
+
 def test_unknown_key_names_key_file_valid_keys_and_closest_match(tmp_path):
     path = write(tmp_path / "bad.yaml", "train:\n  batchh: 16\n")
     with pytest.raises(ConfigError) as err:
@@ -98,7 +106,7 @@ def test_unknown_key_names_key_file_valid_keys_and_closest_match(tmp_path):
     assert "unknown config key 'batchh'" in message
     assert "train.batchh" in message
     assert str(path) in message
-    assert "valid keys of 'train': batch, kimg, mirror, aug, name, queue_size, optim" in message
+    assert "valid keys of 'train': batch, kimg, mirror, aug, name, queue_size, view, optim" in message
     assert "did you mean 'batch'?" in message
 
 

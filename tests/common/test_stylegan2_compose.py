@@ -43,7 +43,7 @@ class WidthSchedule(Method):
         self.calls = extra["calls"]
 
 
-def test_two_owners_of_an_exclusive_hook_are_refused_in_one_line():
+def test_two_owners_of_an_exclusive_hook_are_refused_in_one_line(monkeypatch):
     with pytest.raises(ConfigError) as info:
         ComposedMethod([InsGen(), ToyMethod()])  # both build the networks (InsGen: D_ema; the toy: its wrapper)
     message = str(info.value)
@@ -52,8 +52,13 @@ def test_two_owners_of_an_exclusive_hook_are_refused_in_one_line():
         methods_from_names(["insgen", "insgen"])
     with pytest.raises(ConfigError, match="unknown method 'insgan' in 'methods'; choose from insgen, dynamicd, eqgan"):
         methods_from_names(["insgan"])
-    with pytest.raises(ConfigError, match="method 'dynamicd' is not implemented yet"):
-        methods_from_names(["dynamicd"])
+    import common.stylegan2.compose as compose_module
+
+    monkeypatch.setitem(compose_module.METHODS, "ghost", "ghost.method:Ghost")
+    with pytest.raises(ConfigError, match="method 'ghost' is not implemented yet"):
+        methods_from_names(["ghost"])
+    with pytest.raises(ConfigError, match="methods insgen and eqgan both build the networks"):
+        methods_from_names(["insgen", "eqgan"])  # two loss-side methods
     with pytest.raises(ConfigError, match="must be a list of method names"):
         method_names(None, ["methods=insgen"])
 
@@ -115,7 +120,7 @@ def test_common_cli_trains_a_paper_config_through_its_methods(tmp_path, monkeypa
     assert "D_ema" in nets.extra
     bad_args = ["--cfg", "tiny", "--set", "methods=[insgen,eqgan]", "--outdir", str(tmp_path / "r")]
     bad = CliRunner().invoke(main, bad_args)
-    assert bad.exit_code == 2 and "method 'eqgan' is not implemented yet" in bad.output
+    assert bad.exit_code == 2 and "methods insgen and eqgan both" in bad.output
     assert not (tmp_path / "r").exists()
     plain = load_config(StyleGAN2Config, preset_path("tiny"))
     assert plain.methods == []

@@ -339,7 +339,8 @@ def test_resolve_method_accepts_project_methods_only():
     with pytest.raises(CheckpointError, match="is not a common.stylegan2 Method"):
         resolve_method("common.stylegan2.method:Networks")
     with pytest.raises(CheckpointError, match="does not provide"):
-        resolve_method("dynamicd.method:DynamicD")
+        resolve_method("dynamicd.method:NoSuchMethod")
+    assert type(resolve_method("dynamicd.method:DynamicD")).__name__ == "DynamicD"
 
 
 @pytest.mark.slow

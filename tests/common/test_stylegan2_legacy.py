@@ -167,8 +167,8 @@ def test_eqgan_generator_needs_its_package_and_loads_through_build_official(tmp_
     assert found <= OFFICIAL_GLOBALS
     with pytest.raises(CheckpointError, match="network of the EqGAN-SA fork .use_sel.; only the 'eqgan' package"):
         load_official_snapshot(path)
-    with pytest.raises(CheckpointError, match="method eqgan.method:EqGANSA, which this checkout does not provide"):
-        load_networks(path)
+    nets = load_networks(path)  # the eqgan package builds it (eqgan.method:EqGANSA.build_official)
+    assert type(nets.G_ema.synthesis).__name__ == "SpatialSynthesisNetwork" and nets.G_ema.synthesis.use_sel
     snap = load_official_snapshot(path, method=_ToyEqGAN())
     z = torch.randn(2, 16)
     heatmaps = {"b8": torch.rand(2, 1, 32, 32), "b16": torch.rand(2, 2, 32, 32), "b32": torch.rand(2, 4, 32, 32)}
@@ -178,6 +178,9 @@ def test_eqgan_generator_needs_its_package_and_loads_through_build_official(tmp_
         got = snap.G_ema.synthesis(ws, layer_inputs=eqgan_layer_inputs(snap.G_ema, heatmaps), noise_mode="const")
     assert torch.equal(got, expected)
     assert "synthesis.b32.torgb.sel.output.1.weight" in snap.G_ema.state_dict()  # the official key names
+    with torch.no_grad():  # the package's G draws nothing when given the official heatmaps
+        ours = nets.G_ema.synthesis(ws, heatmap=heatmaps, noise_mode="const")
+    assert torch.equal(ours, expected)
 
 
 class _Evil:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from common.config import load_config
 from common.stylegan2.config import StyleGAN2Config, preset_path
-from common.stylegan2.limited import ARMS, main
+from common.stylegan2.limited import ARMS, DEFAULT_ARMS, arm_slug, main
 from common.stylegan2.limited_sweep import SWEEP_SEED, SweepRun, choose, evaluate, run_config
 from common.stylegan2.training import replace_cfg, train
 
@@ -46,12 +46,12 @@ def test_smoke_reproduction_writes_the_report(tmp_path, monkeypatch):
     text = (out / "report.md").read_text()
     for section in ("## D over-fitting gap (primary)", "## Sample quality and diversity", "## Samples", "## Cost"):
         assert section in text
-    for arm in ARMS:
-        name = arm.replace(" ", "").replace("+", "_")
+    for arm in DEFAULT_ARMS:
+        name = arm_slug(arm)
         assert (out / f"gap_{name}.png").stat().st_size > 0 and (out / f"samples_{name}.png").stat().st_size > 0
         assert f"| {arm} |" in text
     results = json.loads((out / "results.json").read_text())["results"]
-    assert sorted(r["spec"]["arm"] for r in results) == sorted(ARMS)
+    assert sorted(r["spec"]["arm"] for r in results) == sorted(DEFAULT_ARMS) and set(DEFAULT_ARMS) <= set(ARMS)
     assert all(r["iterations"] == 4 and len(r["history"]) == 2 for r in results)  # probes at iterations 2 and 4
     bad = CliRunner().invoke(main, ["--arms", "InsGen,baseline"])
     assert bad.exit_code == 2 and "must start with baseline" in bad.output

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from common.checkpoint import load_checkpoint
 from common.config import load_config
 from common.data.synthetic import digits_dataset
+from common.stylegan2.evaluate import run_mirror
 from common.stylegan2.training import replace_cfg, train
 from insgen.config import InsGenConfig, config_path
-from insgen.eval import _run_mirror
 from insgen.eval import main as eval_main
 from insgen.method import InsGen
 from insgen.train import main as train_main
@@ -87,7 +87,7 @@ def test_cli_trains_a_row_by_name_and_reports_bad_keys(tmp_path, monkeypatch):
     assert no_data.exit_code == 1 and "data.path is not set" in no_data.output
 
     # eval: the reference's x-flips follow the run's data.mirror; missing Inception weights are one clear line
-    assert _run_mirror(next(run_dir.glob("snapshot-*.pt"))) is False
+    assert run_mirror(next(run_dir.glob("snapshot-*.pt"))) is False
     data = str(digits_dataset(resolution=16))
     missing = tmp_path / "nope.pth"
     result = runner.invoke(eval_main, ["--ckpt", str(run_dir), "--data", data, "--inception-weights", str(missing)])
