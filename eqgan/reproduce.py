@@ -6,7 +6,9 @@ parallel one-thread processes. Measured, all with the trained D:
 
 - DI (primary, spec §5): mean raw D(real) - mean raw D(G(z)); per tick during training (``Metrics/DI`` of the Dmain
   steps) and at the end on 512 reals and 512 fakes of the training G;
-- the mechanism: how well D's Grad-CAM on fakes (the loss's official CAM, normalised) matches the heatmap G was given:
+- the mechanism: whether content follows the heatmap (correlation of the level-1 centre with the detected object
+  centre of 256 G_ema samples; computed when the report is written, so ``--report-only`` adds it to older runs);
+  how well D's Grad-CAM on fakes (the loss's official CAM, normalised) matches the heatmap G was given:
   IoU of the two maps thresholded at 0.5 and their mean L1 error, per level, on 256 fakes (the baseline's G ignores
   its heatmaps, so its numbers are the chance level);
 - reported, not claimed: proxy-FD of 1,000 G_ema samples against all shapes, class entropy (collapse guard).
