@@ -87,6 +87,21 @@ class ScalarLogger:
             self._writer.close()
 
 
+def drop_records_after(path: str | os.PathLike, key: str, limit: float) -> int:
+    """Remove the JSON lines of ``path`` whose ``key`` exceeds ``limit`` (what a crashed run logged after the
+    snapshot it resumes from); returns how many. A missing file is left missing."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if not line.strip() or json.loads(line).get(key, float("-inf")) <= limit + 1e-9]
+    if len(kept) != len(lines):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)
+    return len(lines) - len(kept)
+
+
 def read_scalars(path: str | os.PathLike) -> list[dict[str, float]]:
     """All records of a ``stats.jsonl`` file, in order."""
     with open(path) as f:

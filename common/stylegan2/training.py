@@ -36,7 +36,7 @@ from common import checkpoint, dist
 from common.config import ConfigError, to_dict
 from common.data import ImageDataset, infinite_loader
 from common.data.synthetic import digits_dataset, shapes_dataset
-from common.logging import Progress, ScalarLogger
+from common.logging import Progress, ScalarLogger, drop_records_after
 from common.report import save_image_grid
 from common.stylegan2.ada import AdaptiveP
 from common.stylegan2.augment import augment_pipe as make_augment_pipe
@@ -225,12 +225,20 @@ def train(
             ada.load_state_dict(extra["ada"])
         method.load_extra_state(state, extra.get("method", {}))
         dist.print0(f"resumed from {path} at {state.cur_nimg / 1000:.3f} kimg")
+        if dist.is_main():  # rows a crashed run wrote after this snapshot are written again from here
+            for name, key, scale in (("stats.jsonl", "step", 1), ("probe.jsonl", "kimg", 1000)):
+                drop_records_after(run_dir / name, key, state.cur_nimg / scale)
 
     loader = _real_batches(dataset, cfg, state.batch_idx, device)
     logger = ScalarLogger(run_dir)
     total_nimg = int(cfg.train.total_kimg * 1000)
     tick_nimg = int(cfg.train.kimg_per_tick * 1000)
-    cur_tick = state.cur_nimg // tick_nimg if tick_nimg else 0
+    cur_tick = 0
+    if resume is not None:  # the tick schedule of the uninterrupted run (older snapshots: an estimate)
+        cur_tick = int(extra.get("next_tick", state.cur_nimg // tick_nimg if tick_nimg else 0))
+        if state.cur_nimg >= total_nimg and max_iterations is None:
+            dist.print0(f"{path} is the end of the run ({cfg.train.total_kimg:g} kimg): nothing to train")
+            return state
     tick_start_nimg, tick_start_time = state.cur_nimg, time.perf_counter()
     stop_at = state.batch_idx + max_iterations if max_iterations is not None else None
     z_dim = G.z_dim
@@ -285,7 +293,7 @@ def train(
                 scalars["Progress/rt"] = r_t
             scalars.update(method.scalars(state))
             if done or cur_tick % cfg.train.snap_ticks == 0:
-                _snapshot(state, method, shape, manager, grid_z, cfg)
+                _snapshot(state, method, shape, manager, grid_z, cfg, next_tick=cur_tick + 1)
                 if evaluate is not None:
                     scalars.update({f"Metrics/{k}": v for k, v in evaluate(state.G_ema).items()})
             logger.log(state.cur_nimg, **scalars)
@@ -335,10 +343,12 @@ def _snapshot(
     manager: checkpoint.CheckpointManager,
     grid_z: Tensor,
     cfg: StyleGAN2Config,
+    next_tick: int,
 ) -> None:
     extra = {
         "cur_nimg": state.cur_nimg,
         "batch_idx": state.batch_idx,
+        "next_tick": next_tick,
         "pl_mean": state.loss.pl_mean.detach().cpu(),
         "ada": state.ada.state_dict() if state.ada is not None else None,
         "method": method.extra_state(state),

@@ -143,6 +143,39 @@ def test_tiny_run_then_resume_is_bitwise_identical(tmp_path, monkeypatch):
     assert any((tmp_path / "straight").glob("fakes*.png"))
 
 
+def test_resume_in_place_after_a_crash_keeps_the_tick_schedule_and_the_records(tmp_path, monkeypatch):
+    """Ticks of 3 iterations (0.02 kimg at batch 8), snapshots every 2nd tick: a run resumed in place from its
+    iteration-13 snapshot, after a crash that had logged one more tick, writes the same snapshots and stats rows as
+    the uninterrupted run (the image count // tick size would say tick 5 instead of 4); resuming the finished run
+    trains nothing and writes nothing."""
+    import json
+    import shutil
+
+    monkeypatch.setenv("GENFORCE_DATA_DIR", str(tmp_path / "data"))
+    cfg = _tiny_cfg(kimg_per_tick=0.02, snap_ticks=2)
+    straight = train(cfg, tmp_path / "straight", device="cpu")
+
+    def steps(run):
+        return [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
+
+    def snapshots(run):
+        return sorted(p.name for p in run.glob("snapshot-*.pt"))
+
+    assert steps(tmp_path / "straight") == [8 * i for i in (1, 4, 7, 10, 13, 16, 19, 20)]
+    run = tmp_path / "run"
+    train(cfg, run, device="cpu", max_iterations=13)
+    with open(run / "stats.jsonl", "a") as f:  # the crashed run got one tick further before it died
+        f.write(json.dumps({"step": 128, "time": 0.0}) + "\n")
+    shutil.copy(run / "snapshot-000000013.pt", tmp_path / "keep.pt")
+    resumed = train(cfg, run, device="cpu", resume=run)
+    assert steps(run) == steps(tmp_path / "straight") and snapshots(run)[-3:] == snapshots(tmp_path / "straight")[-3:]
+    a, b = _weights(straight), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    before = (run / "stats.jsonl").read_text(), snapshots(run)
+    again = train(cfg, run, device="cpu", resume=run)
+    assert again.batch_idx == 20 and ((run / "stats.jsonl").read_text(), snapshots(run)) == before
+
+
 def test_bad_settings_are_config_errors():
     from common.config import ConfigError
     from common.stylegan2.config import resolve
