@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,13 @@ class RunSetup:
     run_dir: Path
     resume_from: Path | None
     info: dist.DistInfo
+    created: bool = False  # this start made run_dir
+    previous_config: str | None = None  # run_dir's config.yaml before this start rewrote it (resuming a run dir)
+    snapshots: frozenset[tuple[str, int]] = frozenset()  # run_dir's snapshot files (name, mtime) at the start
+
+
+def _snapshot_files(run_dir: Path) -> frozenset[tuple[str, int]]:
+    return frozenset((p.name, p.stat().st_mtime_ns) for p in Path(run_dir).glob("snapshot-*.pt"))
 
 
 def setup_run(
@@ -110,15 +118,39 @@ def setup_run(
     configure_threads()
     info = dist.init_distributed(device)
     dist.seed_all(getattr(config, seed_key, 0))
+    created, previous = False, None
     if resume_path is not None and resume_path.is_dir():
         run_dir = resume_path
+        if (run_dir / RESOLVED_CONFIG).is_file():
+            previous = (run_dir / RESOLVED_CONFIG).read_text()
     else:
         run_dir = Path(outdir or Path("runs") / package)
         run_dir = dist.broadcast_object(next_run_dir(run_dir, config_name(cfg)) if info.is_main else None)
+        created = True
     if info.is_main:
         save_config(config, run_dir / RESOLVED_CONFIG)
         dist.print0(f"run dir: {run_dir}")
-    return RunSetup(cfg=config, run_dir=Path(run_dir), resume_from=resume_path, info=info)
+    return RunSetup(cfg=config, run_dir=Path(run_dir), resume_from=resume_path, info=info, created=created,
+                    previous_config=previous, snapshots=_snapshot_files(run_dir))
+
+
+@contextlib.contextmanager
+def failed_start_undone(setup: RunSetup) -> Iterator[None]:
+    """A start that fails before writing its first snapshot leaves no trace: a run dir it created is removed, a run
+    dir it resumed gets its ``config.yaml`` back (e.g. after ``--resume RUN --set G.channel_max=32`` did not fit the
+    snapshot). Failures after a new snapshot keep everything (the work since then is what resume continues); a start
+    that trained nothing (resuming a finished snapshot into a new run dir) leaves no run dir either."""
+    try:
+        yield
+    except BaseException:
+        if setup.info.is_main and _snapshot_files(setup.run_dir) <= setup.snapshots:
+            if setup.created:
+                shutil.rmtree(setup.run_dir, ignore_errors=True)
+            elif setup.previous_config is not None:
+                (setup.run_dir / RESOLVED_CONFIG).write_text(setup.previous_config)
+        raise
+    if setup.info.is_main and setup.created and not _snapshot_files(setup.run_dir):
+        shutil.rmtree(setup.run_dir, ignore_errors=True)  # nothing was trained (a finished snapshot resumed)
 
 
 @contextlib.contextmanager

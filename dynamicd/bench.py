@@ -11,10 +11,6 @@ by numpy's global RNG), built from the same state dict. CPU runs use one thread 
 
 from __future__ import annotations
 
-import statistics
-import sys
-import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +18,7 @@ import click
 import torch
 from torch import nn
 
-from common.stylegan2.bench import _import_from
+from common.stylegan2.bench import alternating_medians, import_from
 from common.stylegan2.networks import Discriminator
 from common.threads import configure_threads
 from dynamicd.width import WidthController, install
@@ -42,9 +38,7 @@ def _ours(res: int, base: int, cmax: int, keepd: int, mode: str | None) -> Discr
 
 def _official(root: Path, res: int, base: int, cmax: int, keepd: int) -> nn.Module:
     """genforce/dynamicd's D with --occupy_start r --randomly_select TRUE --keepd K (its train.py's kwargs)."""
-    if "requests" not in sys.modules:  # dnnlib imports it for URL downloads only
-        sys.modules.setdefault("requests", types.ModuleType("requests"))
-    networks = _import_from(root, "training.networks")
+    networks = import_from(root, "training.networks")
     dynamic = dict(occupy_ratio=RATIO, randomly_select=True)
     return networks.Discriminator(c_dim=0, img_resolution=res, img_channels=3, channel_base=base, channel_max=cmax,
                                   num_fp16_res=0, conv_clamp=256,
@@ -57,24 +51,6 @@ def _step(D: nn.Module, x: torch.Tensor) -> Callable[[], None]:
         D.zero_grad(set_to_none=True)
         D(x, None).sum().backward()
     return run
-
-
-def time_arms(arms: dict[str, Callable[[], None]], repeats: int, device: torch.device) -> dict[str, float]:
-    """Median seconds per call of each arm, calling them alternately in a rotating order (one warm-up each)."""
-    times: dict[str, list[float]] = {name: [] for name in arms}
-    order = list(arms)
-    for rep in range(repeats + 1):
-        for name in order[rep % len(order):] + order[: rep % len(order)]:
-            run = arms[name]
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            run()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if rep:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 @click.command()
@@ -104,7 +80,7 @@ def main(configs: str, repeats: int, batch: int | None, device: str, official: P
         if official is not None:
             models["official random"] = _official(official, res, base, cmax, keepd)
             models["official random"].load_state_dict(models["plain"].state_dict())
-        medians = time_arms({k: _step(m.to(dev), x) for k, m in models.items()}, repeats, dev)
+        medians = alternating_medians({k: _step(m.to(dev), x) for k, m in models.items()}, repeats, dev)
         for arm, seconds in medians.items():
             vs_official = f"{seconds / medians['official random']:.2f}" if official is not None else "-"
             click.echo(f"| {name} | {n} | {arm} | {seconds * 1000:.1f} | {seconds / medians['plain']:.3f} | "

@@ -13,7 +13,7 @@ Per G main step, for the levels k = b8, b16, b32 (D block outputs at 4x4, 8x8, 1
 A_k comes from the D pass of G's adversarial loss, so L_align reaches G through D's features of the fake (D itself
 is frozen in the G phase). The Grad-CAM gradients are taken with ``torch.autograd.grad`` on named D features
 (``D(..., return_features=...)``) instead of the official module hooks. The disequilibrium indicator (spec §5) is
-:func:`disequilibrium`.
+``common.stylegan2.evaluate.disequilibrium`` (a snapshot) and the method's per-tick ``Metrics/DI``.
 """
 
 from __future__ import annotations
@@ -70,12 +70,6 @@ def alignment_loss(
         terms[level] = hard.mean() if len(hard) > 1 else error.mean()
     total = sum(level_weights[level] * term for level, term in terms.items())
     return total, terms
-
-
-def disequilibrium(real_logits: Tensor, fake_logits: Tensor) -> float:
-    """DI = mean raw D logit on reals - on fakes (spec §5, inferred from the teaser plot; lower = closer to
-    equilibrium)."""
-    return float(real_logits.float().mean() - fake_logits.float().mean())
 
 
 class EqGANLoss(StyleGAN2Loss):

@@ -9,17 +9,13 @@ order, median of ``--repeats`` after one warm-up. ``--official DIR`` (a clone of
 
 from __future__ import annotations
 
-import statistics
-import sys
-import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 import torch
 
-from common.stylegan2.bench import _import_from
+from common.stylegan2.bench import alternating_medians, import_from
 from common.stylegan2.networks import Discriminator, Generator
 from common.threads import configure_threads
 from eqgan.align import EqGANLoss, gradcam_weights
@@ -48,9 +44,8 @@ def _gmain(loss: object, G: torch.nn.Module, z: torch.Tensor) -> Callable[[], No
 def _official(root: Path, G: Generator, D: Discriminator, res: int, base: int, cmax: int, zw: int,
               z: torch.Tensor) -> Callable[[], None]:
     """The official Gmain with L_align, its networks loaded from ours."""
-    sys.modules.setdefault("requests", types.ModuleType("requests"))  # dnnlib imports it for downloads only
-    networks = _import_from(root, "training.networks")
-    official_loss = _import_from(root, "training.loss")
+    networks = import_from(root, "training.networks")
+    official_loss = import_from(root, "training.loss")
     Go = networks.Generator(z_dim=zw, c_dim=0, w_dim=zw, img_resolution=res, img_channels=3, use_sel=True,
                             mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=base,
                             channel_max=cmax, num_fp16_res=0, conv_clamp=None))
@@ -68,19 +63,6 @@ def _official(root: Path, G: Generator, D: Discriminator, res: int, base: int, c
         Go.zero_grad(set_to_none=True)
         loss.accumulate_gradients("Gmain", None, None, z, c, sync=False, gain=1)
     return run
-
-
-def time_arms(arms: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds per call, arms called alternately in a rotating order after one warm-up each."""
-    times: dict[str, list[float]] = {name: [] for name in arms}
-    order = list(arms)
-    for rep in range(repeats + 1):
-        for name in order[rep % len(order):] + order[: rep % len(order)]:
-            start = time.perf_counter()
-            arms[name]()
-            if rep:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 @click.command()
@@ -112,7 +94,7 @@ def main(configs: str, repeats: int, official: Path | None) -> None:
         arms["Grad-CAM pass alone"] = lambda D=D, x=fakes: gradcam_weights(D, x, torch.zeros([len(x), 0]))
         if official is not None:
             arms["official + SEL + L_align"] = _official(official, G, D, res, base, cmax, zw, z)
-        medians = time_arms(arms, repeats)
+        medians = alternating_medians(arms, repeats)
         for arm, seconds in medians.items():
             ratio = f"{seconds / medians['official + SEL + L_align']:.2f}" if official is not None else "-"
             click.echo(f"| {name} | {batch} | {arm} | {seconds * 1000:.1f} | {seconds / medians['baseline']:.2f} | "

@@ -408,7 +408,7 @@ def write_sweep(out: Path, results: list[dict[str, Any]], wall: float) -> Path:
 @click.command()
 @reproduce_options("eqgan")
 @click.option("--sweep", is_flag=True, help="Tiny: the baseline-only regime sweep (seed 100) instead.")
-def main(preset: str, data: str, gpus: int, seeds: str, workers: int, smoke: bool, sweep: bool, report_only: bool,
+def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smoke: bool, sweep: bool, report_only: bool,
          outdir: str | None) -> None:
     """Reproduce EqGAN-SA's ablation rows on the CPU preset or train one paper row."""
     if preset not in config_names():
@@ -433,7 +433,7 @@ def main(preset: str, data: str, gpus: int, seeds: str, workers: int, smoke: boo
         click.echo(f"wrote {write_sweep(out, results, wall)}")
         return
     specs = [RunSpec(arm, seed, str(out / "runs" / f"{arm.replace(' ', '').replace('+', '_')}-seed{seed}"), {},
-                     smoke) for arm in ARMS for seed in (int(s) for s in seeds.split(",") if s.strip())]
+                     smoke) for arm in ARMS for seed in seeds]
     results, wall = run_all(specs, workers)
     (out / "results.json").write_text(json.dumps({"wall_seconds": wall, "workers": workers, "results": results},
                                                  indent=1))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from common.stylegan2.limited import rewrite_report, run_testbed
+from common.stylegan2.limited import run_or_rewrite
 from common.stylegan2.rows import paper_row, reproduce_options
 from insgen.config import config_names
 
@@ -26,7 +26,7 @@ TITLE = "InsGen on the limited-data testbed"
 
 @click.command()
 @reproduce_options("insgen")
-def main(preset: str, data: str, gpus: int, seeds: str, workers: int, smoke: bool, report_only: bool,
+def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smoke: bool, report_only: bool,
          outdir: str | None) -> None:
     """Reproduce InsGen on the limited-data testbed or one paper row."""
     if preset not in config_names():
@@ -35,11 +35,7 @@ def main(preset: str, data: str, gpus: int, seeds: str, workers: int, smoke: boo
     if preset != "tiny":
         paper_row("insgen", preset, data, gpus, out)
         return
-    if report_only:
-        click.echo(f"wrote {rewrite_report(out, ARMS, TITLE)}")
-        return
-    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    click.echo(f"wrote {run_testbed(out, ARMS, seed_list, workers, smoke, title=TITLE)}")
+    click.echo(f"wrote {run_or_rewrite(out, ARMS, seeds, workers, smoke, report_only, TITLE)}")
 
 
 if __name__ == "__main__":

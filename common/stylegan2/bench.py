@@ -18,6 +18,7 @@ import importlib
 import statistics
 import sys
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -80,7 +81,7 @@ def our_arm(cfg: StyleGAN2Config, resolution: int, channels: int, device: torch.
 def official_arm(root: Path, cfg: StyleGAN2Config, resolution: int, channels: int, device: torch.device
                  ) -> tuple[Accumulate, dict[str, nn.Module]]:
     """The official networks, pipe and loss from a stylegan2-ada-pytorch clone, with its train.py kwargs."""
-    networks, official_loss, augment = (_import_from(root, f"training.{name}")
+    networks, official_loss, augment = (import_from(root, f"training.{name}")
                                         for name in ("networks", "loss", "augment"))
     g, d, fp32 = cfg.G, cfg.D, cfg.train.fp32
     torch.manual_seed(0)
@@ -108,18 +109,49 @@ def official_arm(root: Path, cfg: StyleGAN2Config, resolution: int, channels: in
     return (lambda phase, batch: loss.accumulate_gradients(phase, *batch, sync=True, gain=1.0)), {"G": G, "D": D}
 
 
-def _import_from(root: Path, name: str) -> ModuleType:
-    """Import ``name`` from the clone at ``root``, dropping same-named packages imported from elsewhere."""
+def import_from(root: Path, name: str) -> ModuleType:
+    """Import ``name`` from the official clone at ``root``, dropping same-named packages imported from elsewhere.
+    ``dnnlib`` imports ``requests`` for downloads only; a stand-in module is used when it is not installed. A clone
+    without that module is one clear line."""
     top = name.split(".")[0]
     origin = getattr(sys.modules.get(top), "__file__", None) or "/"
     if top in sys.modules and Path(root).resolve() not in Path(origin).resolve().parents:
         for key in [k for k in sys.modules if k == top or k.startswith(top + ".")]:
             del sys.modules[key]
+    try:
+        import requests  # noqa: F401
+    except ImportError:
+        sys.modules.setdefault("requests", types.ModuleType("requests"))
     sys.path.insert(0, str(root))
     try:
         return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name is None or not (name == err.name or name.startswith(err.name + ".")):
+            raise  # the clone is there but lacks one of its own dependencies: main names it
+        raise click.UsageError(f"--official {root}: cannot import {name} from it ({err}); give a clone of the "
+                               "official repository") from None
     finally:
         sys.path.remove(str(root))
+
+
+def alternating_medians(arms: dict[str, Callable[[], object]], repeats: int,
+                        device: torch.device | None = None) -> dict[str, float]:
+    """Median wall seconds per call of each arm; the arms take turns in a rotating order, one warm-up call each,
+    so that every arm sees the same machine state (CUDA synchronised around each call)."""
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    order = list(arms)
+    cuda = device is not None and device.type == "cuda"
+    for rep in range(repeats + 1):
+        for name in order[rep % len(order):] + order[: rep % len(order)]:
+            if cuda:
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            arms[name]()
+            if cuda:
+                torch.cuda.synchronize(device)
+            if rep:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _param_count(module: nn.Module) -> int:

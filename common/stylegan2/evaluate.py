@@ -113,10 +113,10 @@ def main(
 
 def run_mirror(path: Path) -> bool:
     """``data.mirror`` of a project snapshot's config; an official pickle records its own training_set_kwargs."""
-    if path.suffix == ".pkl":
-        from common.stylegan2.legacy import load_official_snapshot
+    if path.suffix == ".pkl":  # read without building its networks (a fork's G needs its package)
+        from common.stylegan2.legacy import read_official_pickle
 
-        kwargs = load_official_snapshot(path).training_set_kwargs or {}
+        kwargs = read_official_pickle(path).get("training_set_kwargs") or {}
         return bool(kwargs.get("xflip", False))
     config = load_checkpoint(path).get("config") or {}
     return bool(config.get("data", {}).get("mirror", False))

@@ -35,6 +35,7 @@ from common.config import load_config
 from common.report import Report
 from common.stylegan2.compose import method_of_config
 from common.stylegan2.config import StyleGAN2Config, preset_path
+from common.stylegan2.rows import parse_seeds
 from common.stylegan2.snapshot import load_networks
 from common.stylegan2.training import generate_images, load_dataset, replace_cfg, train
 from common.threads import configure_threads
@@ -187,6 +188,15 @@ def rewrite_report(out: Path, arms: list[str], title: str = "Limited-data testbe
         raise click.UsageError(f"--report-only needs a finished reproduction in {out} (no results.json there)")
     record = json.loads((out / "results.json").read_text())
     return write_report(out, record["results"], arms, record["wall_seconds"], record["workers"], title, groups)
+
+
+def run_or_rewrite(out: Path, arms: list[str], seeds: list[int], workers: int, smoke: bool, report_only: bool,
+                   title: str = "Limited-data testbed", groups: Groups | None = None) -> Path:
+    """A reproduction's tiny preset: train the arms (:func:`run_testbed`), or with ``report_only`` rewrite the report
+    from an earlier run (:func:`rewrite_report`)."""
+    if report_only:
+        return rewrite_report(out, arms, title, groups)
+    return run_testbed(out, arms, seeds, workers, smoke, title=title, groups=groups)
 
 
 def _data_name(cfg: StyleGAN2Config) -> str:
@@ -348,14 +358,15 @@ def write_report(out: Path, results: list[dict[str, Any]], arms: list[str], wall
 @click.option("--preset", default="tiny", show_default=True, help="tiny: the CPU testbed (the only preset).")
 @click.option("--data", default="", help="Unused (the testbed generates its data).")
 @click.option("--gpus", default=0, type=int, help="Unused (CPU processes).")
-@click.option("--seeds", default=",".join(map(str, REPORT_SEEDS)), show_default=True, help="Seeds per arm.")
+@click.option("--seeds", default=",".join(map(str, REPORT_SEEDS)), show_default=True, callback=parse_seeds,
+              help="Seeds per arm, comma-separated.")
 @click.option("--arms", default=",".join(DEFAULT_ARMS), show_default=True,
               help=f"Comma-separated rows of the report, from: {', '.join(ARMS)}.")
 @click.option("--workers", default=2, show_default=True, help="Arms trained in parallel (one thread each).")
 @click.option("--smoke", is_flag=True, help="4 iterations per arm, to check the pipeline end to end.")
 @click.option("--report-only", is_flag=True, help="Rewrite the report from results.json and the run dirs.")
 @click.option("--outdir", default=None, help="Output folder [results/limited].")
-def main(preset: str, data: str, gpus: int, seeds: str, arms: str, workers: int, smoke: bool, report_only: bool,
+def main(preset: str, data: str, gpus: int, seeds: list[int], arms: str, workers: int, smoke: bool, report_only: bool,
          outdir: str | None) -> None:
     """Train every discriminator method on the limited-data regime and write the report."""
     if preset != "tiny":
@@ -367,11 +378,7 @@ def main(preset: str, data: str, gpus: int, seeds: str, arms: str, workers: int,
     if names[:1] != ["baseline"]:
         raise click.UsageError("--arms must start with baseline (every other arm is compared with it)")
     out = Path(outdir or "results/limited")
-    if report_only:
-        click.echo(f"wrote {rewrite_report(out, names)}")
-        return
-    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    click.echo(f"wrote {run_testbed(out, names, seed_list, workers, smoke)}")
+    click.echo(f"wrote {run_or_rewrite(out, names, seeds, workers, smoke, report_only)}")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,17 @@ def paper_row(package: str, preset: str, data: str, gpus: int, out: Path) -> Non
     sys.exit(subprocess.call(evaluate))
 
 
+def parse_seeds(ctx: click.Context | None, param: click.Parameter | None, value: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; anything else is one usage line."""
+    try:
+        seeds = [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give comma-separated integers, e.g. 0,1,2") from None
+    if not seeds:
+        raise click.BadParameter("give at least one seed, e.g. 0,1,2")
+    return seeds
+
+
 def reproduce_options(package: str, seeds: tuple[int, ...] = (0, 1, 2)) -> Callable[[Callable[..., Any]], Any]:
     """The options every ``<package>.reproduce`` takes: ``--preset`` (tiny or a paper row), ``--data``, ``--gpus``
     for paper rows; ``--seeds``, ``--workers``, ``--smoke``, ``--report-only`` for the tiny preset; ``--outdir``."""
@@ -52,7 +63,8 @@ def reproduce_options(package: str, seeds: tuple[int, ...] = (0, 1, 2)) -> Calla
         click.option("--data", default="", help="Paper rows: the FULL dataset (zip/folder); subsets come from the "
                      "config."),
         click.option("--gpus", default=0, type=int, show_default=True, help="Paper rows: processes for torchrun."),
-        click.option("--seeds", default=",".join(map(str, seeds)), show_default=True, help="Tiny: seeds per arm."),
+        click.option("--seeds", default=",".join(map(str, seeds)), show_default=True, callback=parse_seeds,
+                     help="Tiny: seeds per arm, comma-separated."),
         click.option("--workers", default=2, show_default=True, help="Tiny: arms trained in parallel (1 thread each)."),
         click.option("--smoke", is_flag=True, help="Tiny: 4 iterations per arm, to check the pipeline end to end."),
         click.option("--report-only", is_flag=True, help="Tiny: rewrite the report from results.json and the run "

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from common import dist
-from common.cli import RESOLVED_CONFIG, common_options, setup_run, user_errors
+from common.cli import RESOLVED_CONFIG, common_options, failed_start_undone, setup_run, user_errors
 from common.config import ConfigError
 from common.metrics import WeightsNotFoundError
 from common.stylegan2.compose import method_names, method_of_config
@@ -42,7 +42,7 @@ def main(
     except ConfigError as err:
         raise click.UsageError(str(err)) from None
     setup = setup_run(method.config_class, "stylegan2", cfg, overrides, outdir, resume, seed, device)
-    with user_errors():
+    with failed_start_undone(setup), user_errors():
         try:
             state = train(setup.cfg, setup.run_dir, method=method, resume=setup.resume_from, device=setup.info.device)
         except WeightsNotFoundError as err:
@@ -76,7 +76,7 @@ def paper_command(package: str, method_class: Callable[[], Method], config_class
                 "methods with python -m common.stylegan2.train --cfg <file> (same config files)"
             )
         setup = setup_run(config_class, package, cfg_file, overrides, outdir, resume, seed, device)
-        with user_errors():
+        with failed_start_undone(setup), user_errors():
             try:
                 state = train(setup.cfg, setup.run_dir, method=method_class(), resume=setup.resume_from,
                               device=setup.info.device)

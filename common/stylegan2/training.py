@@ -218,6 +218,12 @@ def train(
     if resume is not None:
         path = checkpoint.resolve_resume(resume)
         ckpt = checkpoint.load_checkpoint(path, map_location=device)
+        recorded = ((ckpt.get("extra") or {}).get("network") or {}).get("method")
+        if recorded is not None and recorded != method.ref():
+            raise checkpoint.CheckpointError(
+                f"{path} was trained by {recorded}, this run is {method.ref()}: --resume continues the same method; "
+                "start from it with --set train.init_from=PATH instead"
+            )
         _, extra = checkpoint.restore(ckpt, state.modules, state.optimizers, source=str(path))
         state.cur_nimg, state.batch_idx = int(extra["cur_nimg"]), int(extra["batch_idx"])
         state.loss.pl_mean = extra["pl_mean"].to(device)
@@ -229,8 +235,6 @@ def train(
             for name, key, scale in (("stats.jsonl", "step", 1), ("probe.jsonl", "kimg", 1000)):
                 drop_records_after(run_dir / name, key, state.cur_nimg / scale)
 
-    loader = _real_batches(dataset, cfg, state.batch_idx, device)
-    logger = ScalarLogger(run_dir)
     total_nimg = int(cfg.train.total_kimg * 1000)
     tick_nimg = int(cfg.train.kimg_per_tick * 1000)
     cur_tick = 0
@@ -239,6 +243,8 @@ def train(
         if state.cur_nimg >= total_nimg and max_iterations is None:
             dist.print0(f"{path} is the end of the run ({cfg.train.total_kimg:g} kimg): nothing to train")
             return state
+    loader = _real_batches(dataset, cfg, state.batch_idx, device)
+    logger = ScalarLogger(run_dir)
     tick_start_nimg, tick_start_time = state.cur_nimg, time.perf_counter()
     stop_at = state.batch_idx + max_iterations if max_iterations is not None else None
     z_dim = G.z_dim

@@ -285,9 +285,12 @@ def test_init_from_a_project_snapshot_copies_weights_and_starts_fresh(tmp_path, 
 
     # resuming ignores init_from (the weights come from the run's own snapshot), even once the source is gone
     (tmp_path / "source").rename(tmp_path / "moved")
-    resumed = train(_cfg(init_from=str(tmp_path / "source")), tmp_path / "fine2", method=ToyMethod(),
+    resumed = train(_cfg(init_from=str(tmp_path / "source")), tmp_path / "fine2", method=_Recording(),
                     resume=tmp_path / "fine")
     assert resumed.batch_idx == 4
+    with pytest.raises(CheckpointError, match="was trained by test_stylegan2_hooks:_Recording, this run is "
+                       "toy_method:ToyMethod: --resume continues the same method"):
+        train(_cfg(), tmp_path / "fine3", method=ToyMethod(), resume=tmp_path / "fine")
 
 
 def test_init_from_an_official_pickle(tmp_path, monkeypatch):

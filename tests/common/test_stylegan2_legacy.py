@@ -168,6 +168,9 @@ def test_eqgan_generator_needs_its_package_and_loads_through_build_official(tmp_
     with pytest.raises(CheckpointError, match="network of the EqGAN-SA fork .use_sel.; only the 'eqgan' package"):
         load_official_snapshot(path)
     nets = load_networks(path)  # the eqgan package builds it (eqgan.method:EqGANSA.build_official)
+    from common.stylegan2.evaluate import run_mirror
+
+    assert run_mirror(path) == bool(TRAINING_SET.get("xflip", False))  # eval reads it without building a fork's G
     assert type(nets.G_ema.synthesis).__name__ == "SpatialSynthesisNetwork" and nets.G_ema.synthesis.use_sel
     snap = load_official_snapshot(path, method=_ToyEqGAN())
     z = torch.randn(2, 16)

@@ -132,11 +132,11 @@ def test_bad_ratios_and_a_skip_d_are_one_line_before_any_run_dir(tmp_path):
 
 
 def test_reproduce_runs_both_regimes_and_paper_rows_need_the_full_dataset(tmp_path, monkeypatch):
-    import dynamicd.reproduce
+    import common.stylegan2.limited as limited
     from common.stylegan2.limited import ARMS, ArmSpec, arm_config
 
     calls = []
-    monkeypatch.setattr(dynamicd.reproduce, "run_testbed",
+    monkeypatch.setattr(limited, "run_testbed",
                         lambda out, arms, seeds, workers, smoke, title, groups: calls.append((arms, groups)) or out)
     result = CliRunner().invoke(reproduce_main, ["--smoke", "--outdir", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -149,3 +149,31 @@ def test_reproduce_runs_both_regimes_and_paper_rows_need_the_full_dataset(tmp_pa
     assert result.exit_code == 2 and "needs DATA=/path/to/the FULL dataset" in result.output
     result = CliRunner().invoke(reproduce_main, ["--preset", "tiny_inc"])
     assert result.exit_code == 2 and "choose one of" in result.output
+
+
+def test_failed_or_foreign_starts_leave_run_dirs_as_they_were(tmp_path, monkeypatch):
+    """A resume that does not fit, another method's snapshot, and a finished snapshot: one line each (or nothing to
+    do), and no run dir left or changed."""
+    from insgen.train import main as insgen_main
+
+    monkeypatch.setenv("GENFORCE_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    small = ["--set", "train.total_kimg=0.064", "--set", "train.metrics=[none]", "--set", "probe.every=0"]
+    assert runner.invoke(train_main, ["--cfg", "tiny", *small, "--outdir", str(tmp_path / "dd")]).exit_code == 0
+    assert runner.invoke(insgen_main, ["--cfg", "tiny", *small, "--set", "insgen.view_pipe=bgc",
+                                       "--outdir", str(tmp_path / "ig")]).exit_code == 0
+    run = next((tmp_path / "dd").iterdir())
+    config = (run / "config.yaml").read_text()
+    bad = runner.invoke(train_main, ["--resume", str(run), "--set", "D.channel_max=32"])
+    assert bad.exit_code != 0 and "does not fit module 'D'" in bad.output and "Traceback" not in bad.output
+    assert (run / "config.yaml").read_text() == config  # the failed start did not rewrite the record
+    foreign = sorted(next((tmp_path / "ig").iterdir()).glob("snapshot-*.pt"))[-1]
+    args = ["--cfg", "tiny", *small, "--outdir", str(tmp_path / "dd"), "--resume"]
+    bad = runner.invoke(train_main, [*args, str(foreign)])
+    assert bad.exit_code != 0 and "was trained by insgen.method:InsGen, this run is dynamicd.method:DynamicD" in (
+        bad.output)
+    assert [p.name for p in (tmp_path / "dd").iterdir()] == [run.name]  # the run dir it made is gone
+    own = sorted(run.glob("snapshot-*.pt"))[-1]
+    done = runner.invoke(train_main, [*args, str(own)])
+    assert done.exit_code == 0 and "nothing to train" in done.output
+    assert [p.name for p in (tmp_path / "dd").iterdir()] == [run.name]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-import insgen.reproduce
+import common.stylegan2.limited as limited
 from common.stylegan2.limited import ARMS, ArmSpec, arm_config
 from insgen.method import InsGen
 from insgen.reproduce import main
@@ -12,8 +12,9 @@ from insgen.reproduce import main
 
 def test_tiny_runs_insgen_rows_of_the_testbed(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(insgen.reproduce, "run_testbed",
-                        lambda out, arms, seeds, workers, smoke, title: calls.append((arms, seeds, smoke)) or out)
+    monkeypatch.setattr(limited, "run_testbed",
+                        lambda out, arms, seeds, workers, smoke, title, groups:
+                        calls.append((arms, seeds, smoke)) or out)
     result = CliRunner().invoke(main, ["--smoke", "--outdir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert calls == [(["baseline", "ADA", "InsGen", "ADA + InsGen"], [0, 1, 2], True)]
@@ -29,3 +30,5 @@ def test_paper_rows_need_the_full_dataset():
     assert result.exit_code == 2 and "needs DATA=/path/to/the FULL dataset" in result.output
     result = CliRunner().invoke(main, ["--preset", "ffhq3k"])
     assert result.exit_code == 2 and "choose one of" in result.output
+    result = CliRunner().invoke(main, ["--seeds", "0,x"])
+    assert result.exit_code == 2 and "give comma-separated integers" in result.output
