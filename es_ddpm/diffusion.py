@@ -57,11 +57,13 @@ def named_betas(schedule: str, num_timesteps: int) -> np.ndarray:
 
 
 def space_timesteps(num_timesteps: int, chain: str) -> list[int]:
-    """Sorted kept steps S of a chain string (guided-diffusion ``respace.space_timesteps`` semantics).
+    """Sorted kept steps S of a chain string (guided-diffusion ``respace.space_timesteps``, its arithmetic).
 
     'ddimN': range(0, T, stride) with exactly N entries. 'a,b,...': T is cut into equal sections (the first
-    T mod n one longer) and section i keeps ``a_i`` steps at a fractional stride (size - 1)/(a_i - 1), rounded
-    with Python's round (so '250' keeps 0, 4, 8, 12, ..., 96 at entry 24).
+    T mod n one longer) and section i keeps ``a_i`` steps: a float index starts at 0 and grows by the fractional
+    stride (size - 1)/(a_i - 1) per step, each step taking Python's round of it. The accumulated sum is what the
+    official code rounds (``cur_idx += frac_stride``); rounding ``stride * j`` instead differs in its last bits and
+    moves a step for 278 of the counts 1..1000 (e.g. '21' keeps 499, not 500). A section may keep 0 steps.
     """
     if chain.startswith("ddim"):
         desired = _chain_int(chain[4:], chain)
@@ -75,11 +77,16 @@ def space_timesteps(num_timesteps: int, chain: str) -> list[int]:
     start = 0
     for i, count in enumerate(counts):
         size = size_per + (1 if i < extra else 0)
-        if count > size or count < 1:
+        if count > size:
             raise ValueError(f"chain {chain!r}: section {i} has {size} steps, cannot keep {count}")
-        stride = 1.0 if count == 1 else (size - 1) / (count - 1)
-        kept.update(start + round(stride * j) for j in range(count))
+        stride = 1.0 if count <= 1 else (size - 1) / (count - 1)
+        index = 0.0
+        for _ in range(count):
+            kept.add(start + round(index))
+            index += stride
         start += size
+    if not kept:
+        raise ValueError(f"chain {chain!r} keeps no step")
     return sorted(kept)
 
 
@@ -129,11 +136,12 @@ class GaussianDiffusion:
     """A (possibly respaced) diffusion process with ε-prediction.
 
     ``betas``: (K,) float64 of this chain; ``timestep_map``: the original step fed to the model at each index
-    (identity for the base process).
+    (identity for the base process); ``base_timesteps``: T of the process it was respaced from (K for the base).
     """
 
     def __init__(
-        self, betas: np.ndarray, variance_type: VarianceType = "fixed_large", timestep_map: list[int] | None = None
+        self, betas: np.ndarray, variance_type: VarianceType = "fixed_large", timestep_map: list[int] | None = None,
+        base_timesteps: int | None = None,
     ) -> None:
         betas = np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or not ((betas > 0) & (betas <= 1)).all():
@@ -142,6 +150,7 @@ class GaussianDiffusion:
         self.variance_type = variance_type
         self.num_timesteps = len(betas)
         self.timestep_map = list(range(self.num_timesteps)) if timestep_map is None else list(timestep_map)
+        self.base_timesteps = self.num_timesteps if base_timesteps is None else base_timesteps
         alphas = 1.0 - betas
         self.alphas_cumprod = np.cumprod(alphas)
         self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
@@ -165,7 +174,8 @@ class GaussianDiffusion:
         kept = space_timesteps(len(base_betas), chain)
         alphas_cumprod = np.cumprod(1.0 - np.asarray(base_betas, dtype=np.float64))
         previous = np.append(1.0, alphas_cumprod[kept][:-1])
-        return cls(1.0 - alphas_cumprod[kept] / previous, variance_type, timestep_map=kept)
+        return cls(1.0 - alphas_cumprod[kept] / previous, variance_type, timestep_map=kept,
+                   base_timesteps=len(base_betas))
 
     # forward process ------------------------------------------------------------------------------------------
 
@@ -194,9 +204,13 @@ class GaussianDiffusion:
         }
 
     def steps_below(self, t_prime: int) -> int:
-        """k = number of kept steps with original index < T' (official ``reverse_steps`` for an early stop at T')."""
-        if t_prime > self.timestep_map[-1] + 1:
-            raise ValueError(f"early stop T'={t_prime} is beyond the process's T = {self.timestep_map[-1] + 1}")
+        """k = number of kept steps with original index < T' (official ``reverse_steps`` for an early stop at T').
+
+        T' may be anything up to the base process's T, also on a chain whose last kept step is below T - 1
+        (ddim200 keeps 0..995; T' = 1000 there is the whole chain, k = 200).
+        """
+        if t_prime > self.base_timesteps:
+            raise ValueError(f"early stop T'={t_prime} is beyond the process's T = {self.base_timesteps}")
         k = sum(1 for s in self.timestep_map if s < t_prime)
         if k < 1:
             raise ValueError(

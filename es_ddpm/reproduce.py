@@ -3,13 +3,18 @@
 ``--preset tiny`` (offline, CPU, two processes of one thread each):
 1. train, side by side, the tiny ADM DDPM (T = 1000, linear) and the priors: the Gaussian-decoder VAE and the tiny
    ``common.stylegan2`` GAN, both on the training split of scikit-learn digits (16 px); 297 digits are held out;
-2. sample every row of the table on N images (each process half of them): the priors alone, the full 1000-step
-   DDPM, respaced DDPM and DDIM from noise at 25 and 10 NFE, and ES-DDPM from each prior at several T'
-   (DDPM and DDIM, stride 10 and 1), every row with fixed seeds and a counting wrapper for NFE;
-3. proxy-FD (``common.metrics`` proxy CNN, not an FID) of each row against the held-out digits, wall time,
-   sample grids, an FD-vs-NFE curve and the DDPM loss curve in ``results/es_ddpm/tiny/report.md``.
+2. sample every row of the table on N images per sampling seed (``--seeds``, default 0,1,2: the prior's draws and
+   the diffusion noise; the networks are trained once, as the paper refines one pre-trained DDPM and one batch of
+   generator samples per dataset): the priors alone, the full 1000-step DDPM, respaced DDPM and DDIM from noise
+   at 25 and 10 NFE, and ES-DDPM from each prior at several T' (DDPM and DDIM, stride 10 and 1), with a counting
+   wrapper for NFE; the (seed, half of N) pieces run on the processes;
+3. per row and seed: proxy-FD (``common.metrics`` proxy CNN, not an FID) against the held-out digits, and the
+   mode-coverage figures of the same CNN's digit classifier (entropy of the predicted-class histogram, ln 10 =
+   2.303 for uniform classes, and the mean confidence); mean ± sd over seeds with the per-seed values, wall time,
+   sample grids, class histograms, an FD-vs-NFE curve and the DDPM loss curve in ``results/es_ddpm/tiny/report.md``.
 
-``--smoke`` runs the same pipeline with a few iterations and 16 samples in one process (seconds, for the tests).
+``--smoke`` runs the same pipeline with a few iterations, 16 samples and two seeds in one process (seconds, for the
+tests).
 A paper preset (``--preset lsun_bedroom`` ...) runs ``es_ddpm.sample`` with that row's config (``--data`` = the
 generator's npz), under torchrun when ``--gpus`` > 0; FID is then ``python -m common.metrics fid``.
 """
@@ -37,7 +42,9 @@ from common.config import load_config, save_config
 from common.data import write_image_archive
 from common.logging import read_scalars
 from common.metrics import ProxyExtractor, fid_from_features, load_proxy
+from common.metrics.proxy import ProxyNet, proxy_input
 from common.report import Report
+from common.stylegan2.rows import parse_seeds
 from common.threads import configure_threads
 from es_ddpm.config import ESDDPMConfig, build_diffusion, config_path
 from es_ddpm.data import dataset_tensor, load_training_data
@@ -46,7 +53,8 @@ from es_ddpm.sample import es_sample, load_ddpm, stylegan2_samples
 from es_ddpm.train import train_ddpm
 from es_ddpm.vae import load_vae, train_vae
 
-PRIOR_SEED, NOISE_SEED = 1000, 2000
+PRIOR_SEED, NOISE_SEED, SEED_STRIDE = 1000, 2000, 100  # seed s: PRIOR_SEED + 100 s, ...
+DIGIT_LOGITS = slice(4, 14)  # the proxy CNN's ten digit classes (after its four shape classes)
 
 
 @dataclass(frozen=True)
@@ -145,9 +153,9 @@ def _stage_train(part: str, cfg: ESDDPMConfig, work: Path, smoke: bool) -> dict[
             "gan_seconds": time.perf_counter() - start - vae_seconds - dcgan_seconds, "gan": gan, "gan_error": error}
 
 
-def _prior(row: Row, cfg: ESDDPMConfig, work: Path, gan: str | None, num: int) -> torch.Tensor:
-    """The N starting points of a row in [-1, 1], the same for every row with that prior (fixed seed)."""
-    generator = torch.Generator().manual_seed(PRIOR_SEED)
+def _prior(row: Row, cfg: ESDDPMConfig, work: Path, gan: str | None, num: int, seed: int) -> torch.Tensor:
+    """The N starting points of a row in [-1, 1], the same for every row with that prior and sampling seed."""
+    generator = torch.Generator().manual_seed(PRIOR_SEED + SEED_STRIDE * seed)
     shape = (num, cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size)
     if row.prior == "noise":
         return torch.randn(shape, generator=generator)
@@ -162,9 +170,9 @@ def _prior(row: Row, cfg: ESDDPMConfig, work: Path, gan: str | None, num: int) -
     return data[index].to(torch.float32) / 127.5 - 1
 
 
-def _stage_sample(shard: int, shards: int, cfg: ESDDPMConfig, work: Path, rows: tuple[Row, ...],
-                  gan: str | None) -> dict[str, dict[str, object]]:
-    """Sample this process's slice of N for every row: uint8 images, NFE, seconds and the early-stop statistics."""
+def _stage_sample(seed: int, shard: int, shards: int, cfg: ESDDPMConfig, work: Path, rows: tuple[Row, ...],
+                  gan: str | None) -> tuple[int, dict[str, dict[str, object]]]:
+    """Sample this process's half of N for every row at one sampling seed: uint8 images, NFE, seconds, statistics."""
     configure_threads()
     model = load_ddpm(work / "ddpm", cfg)
     num = cfg.sample.num_samples
@@ -174,17 +182,17 @@ def _stage_sample(shard: int, shards: int, cfg: ESDDPMConfig, work: Path, rows: 
         if row.prior == "stylegan2" and gan is None:
             continue
         start = time.perf_counter()
-        x = _prior(row, cfg, work, gan, num)[piece]
+        x = _prior(row, cfg, work, gan, num, seed)[piece]
         if row.chain is None:
             images = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
             out[_row_key(row)] = {"images": images, "nfe": 0, "seconds": time.perf_counter() - start, "stats": {}}
             continue
         diffusion = build_diffusion(cfg.diffusion, cfg.model.learn_sigma, row.chain)
-        generator = torch.Generator().manual_seed(NOISE_SEED + shard)
+        generator = torch.Generator().manual_seed(NOISE_SEED + SEED_STRIDE * seed + shard)
         result = es_sample(model, diffusion, x, row.t_prime, row.sampler, 0.0, len(x), generator)
         out[_row_key(row)] = {"images": result.images, "nfe": result.nfe, "stats": result.stats,
                               "seconds": time.perf_counter() - start}
-    return out
+    return seed, out
 
 
 def _parallel(calls: list[tuple], processes: int) -> list:
@@ -196,7 +204,7 @@ def _parallel(calls: list[tuple], processes: int) -> list:
         return [f.result() for f in futures]
 
 
-def run_tiny(outdir: Path, work: Path, smoke: bool, processes: int) -> Path:
+def run_tiny(outdir: Path, work: Path, smoke: bool, processes: int, seeds: list[int]) -> Path:
     """The whole tiny reproduction; returns the report path."""
     start = time.perf_counter()
     cfg = load_config(ESDDPMConfig, config_path("tiny"))
@@ -208,15 +216,41 @@ def run_tiny(outdir: Path, work: Path, smoke: bool, processes: int) -> Path:
     trained = _parallel([(_stage_train, "ddpm", cfg, work, smoke), (_stage_train, "priors", cfg, work, smoke)],
                         processes)
     train_info = {**trained[0], **trained[1]}
-    sampled = _parallel([(_stage_sample, i, processes, cfg, work, TINY_ROWS, train_info["gan"])
-                         for i in range(processes)], processes)
-    results = _merge(sampled)
-    extractor = ProxyExtractor(load_proxy())
+    shards = 1 if smoke else 2
+    sampled = _parallel([(_stage_sample, seed, i, shards, cfg, work, TINY_ROWS, train_info["gan"])
+                         for seed in seeds for i in range(shards)], processes)
+    net = load_proxy()
+    extractor = ProxyExtractor(net)
     reference = extractor.extract(dataset_tensor(load_training_data(cfg.data, "holdout", cfg.seed))).numpy()
-    for result in results.values():
-        result["fd"] = fid_from_features(extractor.extract(result["images"]).numpy(), reference)
+    results: dict[str, dict[str, object]] = {}
+    for seed in seeds:
+        for key, value in _merge([part for s, part in sampled if s == seed]).items():
+            row = results.setdefault(key, {"nfe": value["nfe"], "stats": value["stats"], "seeds": [],
+                                           "images": value["images"], "seconds": value["seconds"]})
+            row["seeds"].append({"seed": seed, **sample_metrics(value["images"], net, extractor, reference)})
+    data_shares = {s["seed"]: s["shares"] for s in results.get(_row_key(TINY_ROWS[0]), {"seeds": []})["seeds"]}
+    for row in results.values():
+        for entry in row["seeds"]:  # class-share distance to the real digits drawn at the same seed
+            entry["class_tv"] = 0.5 * float(np.abs(np.subtract(entry["shares"], data_shares[entry["seed"]])).sum())
+        for name in ("fd", "entropy", "confidence", "class_tv"):
+            row[name] = [float(s[name]) for s in row["seeds"]]
     train_info["total_seconds"] = time.perf_counter() - start
-    return write_report(outdir, cfg, results, train_info, work, smoke)
+    return write_report(outdir, cfg, results, train_info, work, smoke, seeds)
+
+
+def sample_metrics(images: torch.Tensor, net: ProxyNet, extractor: ProxyExtractor,
+                   reference: np.ndarray) -> dict[str, object]:
+    """proxy-FD against ``reference`` and mode coverage: the proxy CNN's digit classes (its logits 4..13) give the
+    predicted-class shares, their entropy in nats (ln 10 = 2.303 when every digit is equally frequent) and the mean
+    max-softmax confidence."""
+    with torch.no_grad():
+        logits = net.classify(proxy_input(images))[:, DIGIT_LOGITS]
+    probs = logits.softmax(dim=1)
+    shares = torch.bincount(probs.argmax(dim=1), minlength=10).double() / len(images)
+    nonzero = shares[shares > 0]
+    return {"fd": fid_from_features(extractor.extract(images).numpy(), reference),
+            "entropy": float(-(nonzero * nonzero.log()).sum()), "confidence": float(probs.max(dim=1).values.mean()),
+            "shares": shares.tolist()}
 
 
 def _merge(sampled: list[dict[str, dict[str, object]]]) -> dict[str, dict[str, object]]:
@@ -237,28 +271,22 @@ def _label(row: Row) -> str:
     return f"{row.method} from {PRIOR_NAMES[row.prior]}"
 
 
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values))
+
+
+def _spread(values: list[float], digits: int = 1) -> str:
+    """'36.1 ± 1.2' (sample sd over seeds; a single seed shows its value alone)."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
 def write_report(outdir: Path, cfg: ESDDPMConfig, results: dict[str, dict[str, object]], info: dict[str, object],
-                 work: Path, smoke: bool) -> Path:
-    """report.md: setup, table, conclusions drawn from the numbers, sample grids, FD-vs-NFE and loss curves."""
+                 work: Path, smoke: bool, seeds: list[int]) -> Path:
+    """report.md: the table first, then what the numbers show, setup, sample grids, class shares and curves."""
     n = cfg.sample.num_samples
     report = Report(outdir, "ES-DDPM tiny reproduction" + (" (smoke run: numbers are meaningless)" if smoke else ""))
-    report.heading("Setup")
-    report.text(
-        f"scikit-learn digits at {cfg.model.image_size} px, {cfg.data.holdout} held out. DDPM: the package's ADM UNet "
-        f"({cfg.model.num_channels} channels, mult {cfg.model.channel_mult}, {cfg.model.num_res_blocks} res block(s), "
-        f"GroupNorm {cfg.model.norm_groups}), linear schedule, T = {cfg.diffusion.diffusion_steps}, fixed-large "
-        f"variance, {cfg.train.iterations} iterations of batch {cfg.train.batch}. VAE prior: z = {cfg.vae.z_dim}, "
-        f"decoder σ² from the ES-DDPM bound at T' = {cfg.vae.t_prime}, {cfg.vae.iterations} iterations. GAN priors: "
-        f"the package's DCGAN ({cfg.gan.iterations} iterations) and the tiny common.stylegan2 generator (its "
-        f"preset, 20 kimg), both on the same training split. Every row: N = {n} samples with the same "
-        "seeds (same prior samples for every row of a prior); proxy-FD (the project's offline proxy CNN, not an FID) "
-        f"against the {cfg.data.holdout} held-out digits; NFE counted by a wrapper around the UNet (per sample). "
-        f"Training wall time: DDPM {info['ddpm_seconds']:.0f} s, VAE {info['vae_seconds']:.0f} s, DCGAN "
-        f"{info['dcgan_seconds']:.0f} s, StyleGAN2 {info['gan_seconds']:.0f} s (the DDPM in parallel with the priors); "
-        f"whole run {info['total_seconds']:.0f} s."
-    )
-    if info.get("gan_error"):
-        report.text(f"**The StyleGAN2 prior did not train** ({info['gan_error']}); its rows are missing.")
     rows, table = [], []
     for row in TINY_ROWS:
         result = results.get(_row_key(row))
@@ -269,28 +297,61 @@ def write_report(outdir: Path, cfg: ESDDPMConfig, results: dict[str, dict[str, o
         table.append([
             _label(row), row.t_prime if row.t_prime is not None else "—", row.chain or "—", result["nfe"],
             stats.get("effective_t_prime", "—"), f"{stats['alpha_bar']:.4f}" if stats else "—",
-            float(result["fd"]), float(result["seconds"]),
+            _spread(result["fd"]), " / ".join(f"{v:.1f}" for v in result["fd"]), _spread(result["entropy"], 3),
+            _spread(result["class_tv"], 3), _spread(result["confidence"], 3), float(result["seconds"]),
         ])
     report.heading("Results")
-    report.table(["row", "T'", "chain", "NFE", "effective T'", "ᾱ_T'", "proxy-FD ↓", "wall s"],
-                 table)
+    report.text(f"Mean ± sd over sampling seeds {', '.join(map(str, seeds))} (N = {n} samples per seed); per-seed "
+                "proxy-FD in seed order. Class entropy and confidence: the proxy CNN's digit classifier on the samples "
+                "(ln 10 = 2.303 if all ten digits are equally frequent); class TV: total-variation distance between "
+                "the predicted-class shares and those of the real digits drawn at the same seed (0 = same class "
+                "mix, 1 = disjoint). Wall s: seed "
+                f"{seeds[0]}, one process's half of N.")
+    report.table(["row", "T'", "chain", "NFE", "effective T'", "ᾱ_T'", "proxy-FD ↓", "per seed",
+                  "class entropy", "class TV ↓", "confidence", "wall s"], table)
     report.heading("What the numbers show")
     report.text("\n".join(f"- {line}" for line in conclusions(rows)))
+    report.heading("Setup")
+    report.text(
+        f"scikit-learn digits at {cfg.model.image_size} px, {cfg.data.holdout} held out. DDPM: the package's ADM UNet "
+        f"({cfg.model.num_channels} channels, mult {cfg.model.channel_mult}, {cfg.model.num_res_blocks} res block(s), "
+        f"GroupNorm {cfg.model.norm_groups}), linear schedule, T = {cfg.diffusion.diffusion_steps}, fixed-large "
+        f"variance, {cfg.train.iterations} iterations of batch {cfg.train.batch}. VAE prior: z = {cfg.vae.z_dim}, "
+        f"decoder σ² from the ES-DDPM bound at T' = {cfg.vae.t_prime}, {cfg.vae.iterations} iterations. GAN priors: "
+        f"the package's DCGAN ({cfg.gan.iterations} iterations) and the tiny common.stylegan2 generator (its "
+        "preset, 20 kimg), both on the same training split. The networks are trained once (seed "
+        f"{cfg.seed}), as the paper refines one pre-trained DDPM and one generator batch per dataset; the sampling "
+        "seeds change the prior's draws and all diffusion noise, so the spread is that of sampling and of the metric "
+        "at this N, not of training. Every row of a prior starts from the same prior samples at a given seed. "
+        f"proxy-FD: the project's offline proxy CNN (not an FID) against the {cfg.data.holdout} held-out digits; NFE "
+        "counted by a wrapper around the UNet (per sample). "
+        f"Training wall time: DDPM {info['ddpm_seconds']:.0f} s, VAE {info['vae_seconds']:.0f} s, DCGAN "
+        f"{info['dcgan_seconds']:.0f} s, StyleGAN2 {info['gan_seconds']:.0f} s (the DDPM in parallel with the priors); "
+        f"whole run {info['total_seconds']:.0f} s."
+    )
+    if info.get("gan_error"):
+        report.text(f"**The StyleGAN2 prior did not train** ({info['gan_error']}); its rows are missing.")
     report.heading("Samples")
-    report.image_grid("samples_data.png", _first(results, TINY_ROWS[0]), "held-in training digits", scale=4)
+    report.text(f"First 64 samples of seed {seeds[0]}, upscaled 4x.")
+    grid = {"scale": 4, "spacing": 2}
+    report.image_grid("samples_data.png", _first(results, TINY_ROWS[0]), "held-in training digits", **grid)
     for row in TINY_ROWS[1:5]:
         if _row_key(row) in results:
             name = f"samples_{row.prior}_{(row.chain or 'alone').replace(',', '_')}.png"
-            report.image_grid(name, _first(results, row), _label(row), scale=4)
+            report.image_grid(name, _first(results, row), _label(row), **grid)
     best = _best_es(rows)
     for prior, (row, _) in best.items():
         report.image_grid(f"samples_es_{prior}.png", _first(results, row),
                           f"best ES row from the {PRIOR_NAMES[prior]}: {_label(row)}, T' = {row.t_prime}, "
-                          f"chain {row.chain}",
-                          scale=4)
+                          f"chain {row.chain}", **grid)
+    report.heading("Mode coverage")
+    report.curves("class_shares.png", _share_series(rows, best), title="predicted digit class share (mean over seeds)",
+                  xlabel="digit", ylabel="share of samples")
+    report.text("Each prior alone beside its best ES row and the real digits: a prior that misses digits keeps missing "
+                "them after ES-DDPM when its entropy stays low.")
     report.heading("Proxy-FD vs NFE")
-    report.curves("fd_vs_nfe.png", _fd_series(rows), title="proxy-FD vs NFE (log10)", xlabel="log10 NFE",
-                  ylabel="proxy-FD")
+    report.curves("fd_vs_nfe.png", _fd_series(rows), title="proxy-FD vs NFE (log10, mean over seeds)",
+                  xlabel="log10 NFE", ylabel="proxy-FD")
     report.text("Priors alone are drawn at NFE = 1 (one generator forward, no UNet call) on this axis.")
     stats_path = work / "ddpm" / "stats.jsonl"
     if stats_path.exists():
@@ -299,8 +360,9 @@ def write_report(outdir: Path, cfg: ESDDPMConfig, results: dict[str, dict[str, o
         report.curves("ddpm_loss.png", {"L_simple": ([r["step"] for r in records], [r["mse"] for r in records])},
                       title="DDPM training loss", xlabel="iteration", ylabel="MSE")
     (outdir / "results.json").write_text(json.dumps(
-        [{"row": _label(r), "t_prime": r.t_prime, "chain": r.chain, "nfe": res["nfe"], "fd": res["fd"],
-          "seconds": res["seconds"], **{k: v for k, v in res["stats"].items()}} for r, res in rows], indent=1))
+        [{"row": _label(r), "t_prime": r.t_prime, "chain": r.chain, "nfe": res["nfe"], "fd": _mean(res["fd"]),
+          "seeds": res["seeds"], "seconds": res["seconds"], **dict(res["stats"].items())} for r, res in rows],
+        indent=1))
     return report.write()
 
 
@@ -309,11 +371,21 @@ def _first(results: dict[str, dict[str, object]], row: Row, count: int = 64) -> 
 
 
 def _best_es(rows: list[tuple[Row, dict[str, object]]]) -> dict[str, tuple[Row, dict[str, object]]]:
+    """The ES row of lowest mean proxy-FD per prior."""
     best: dict[str, tuple[Row, dict[str, object]]] = {}
     for row, result in rows:
-        if row.t_prime is not None and (row.prior not in best or result["fd"] < best[row.prior][1]["fd"]):
+        if row.t_prime is not None and (row.prior not in best
+                                        or _mean(result["fd"]) < _mean(best[row.prior][1]["fd"])):
             best[row.prior] = (row, result)
     return best
+
+
+def _share_series(rows: list[tuple[Row, dict[str, object]]],
+                  best: dict[str, tuple[Row, dict[str, object]]]) -> dict[str, tuple[list[int], list[float]]]:
+    chosen = [(r, res) for r, res in rows if r.chain is None]
+    chosen += [best[r.prior] for r, _ in chosen if r.prior in best]
+    return {_label(r) + (f" (T' {r.t_prime})" if r.t_prime else ""):
+            (list(range(10)), np.mean([s["shares"] for s in res["seeds"]], axis=0).tolist()) for r, res in chosen}
 
 
 def _fd_series(rows: list[tuple[Row, dict[str, object]]]) -> dict[str, tuple[list[float], list[float]]]:
@@ -323,48 +395,86 @@ def _fd_series(rows: list[tuple[Row, dict[str, object]]]) -> dict[str, tuple[lis
             continue
         name = f"{row.sampler.upper()} from {PRIOR_NAMES[row.prior]}"
         groups.setdefault(name if row.chain else f"{PRIOR_NAMES[row.prior]} alone", []).append(
-            (max(int(result["nfe"]), 1), float(result["fd"])))
+            (max(int(result["nfe"]), 1), _mean(result["fd"])))
     return {name: ([math.log10(n) for n, _ in sorted(pts)], [fd for _, fd in sorted(pts)])
             for name, pts in groups.items()}
 
 
+def _versus(a: list[float], b: list[float]) -> str:
+    """'lower on 3/3 seeds': how many paired seeds have a < b."""
+    wins = sum(x < y for x, y in zip(a, b))
+    return f"lower on {wins}/{len(a)} seeds"
+
+
+def _coverage(rows: list[tuple[Row, dict[str, object]]]) -> list[str]:
+    """Mode coverage per prior: class entropy, class-share distance to the data and the rarest digit's share, for the
+    prior alone and its best ES row (the paper: global structure, e.g. which modes exist, comes from the prior)."""
+    data = next((res for r, res in rows if r.prior == "data"), None)
+    if data is None or "class_tv" not in data:
+        return []
+    data_shares = np.mean([s["shares"] for s in data["seeds"]], axis=0)
+    lines = []
+    for prior, (row, result) in _best_es(rows).items():
+        alone = next((res for r, res in rows if r.prior == prior and r.chain is None), None)
+        if alone is None:
+            continue
+        shares_alone = np.mean([s["shares"] for s in alone["seeds"]], axis=0)
+        shares_es = np.mean([s["shares"] for s in result["seeds"]], axis=0)
+        rare = int(shares_alone.argmin())
+        lines.append(
+            f"Mode coverage, {PRIOR_NAMES[prior]}: class entropy {_spread(alone['entropy'], 2)} alone, "
+            f"{_spread(result['entropy'], 2)} after ES (T' = {row.t_prime}), real digits "
+            f"{_spread(data['entropy'], 2)}; "
+            f"class TV to the real digits {_spread(alone['class_tv'], 3)} -> {_spread(result['class_tv'], 3)} "
+            f"({_versus(result['class_tv'], alone['class_tv'])}); its rarest digit {rare}: share "
+            f"{shares_alone[rare]:.2f} -> {shares_es[rare]:.2f} (real {data_shares[rare]:.2f}).")
+    return lines
+
+
 def conclusions(rows: list[tuple[Row, dict[str, object]]]) -> list[str]:
-    """Plain statements comparing the measured rows: best ES row per prior vs its prior, the full DDPM, equal NFE."""
+    """Plain statements comparing the measured rows (means over seeds, with paired per-seed counts): best ES row per
+    prior vs its prior, the full DDPM and equal-budget samplers from noise; mode coverage; respacing; DDIM."""
     by_key = {_row_key(r): (r, res) for r, res in rows}
     full = by_key.get(_row_key(TINY_ROWS[4]))
     lines = []
     for prior, (row, result) in _best_es(rows).items():
         alone = next((res for r, res in rows if r.prior == prior and r.chain is None), None)
-        fd, nfe = float(result["fd"]), int(result["nfe"])
+        fd, nfe = result["fd"], int(result["nfe"])
         name = PRIOR_NAMES[prior]
         head = f"ES-{row.sampler.upper()} from the {name} (T' = {row.t_prime}, chain {row.chain}, NFE {nfe})"
         if alone is not None:
-            ratio = fd / float(alone["fd"])
-            effect = "improves" if ratio < 0.9 else ("hardly changes" if ratio <= 1.1 else "worsens")
-            lines.append(f"{head} reaches proxy-FD {fd:.1f} vs {float(alone['fd']):.1f} for the {name} "
-                         f"alone ({ratio:.2f}x): diffuse-then-denoise {effect} the prior.")
+            ratio = _mean(fd) / _mean(alone["fd"])
+            wins = sum(x < y for x, y in zip(fd, alone["fd"]))
+            effect = ("improves" if ratio < 0.9 and wins == len(fd) else
+                      "worsens" if ratio > 1.1 and wins == 0 else "hardly changes")
+            lines.append(f"{head} reaches proxy-FD {_spread(fd)} vs {_spread(alone['fd'])} for the {name} alone "
+                         f"({ratio:.2f}x, {_versus(fd, alone['fd'])}): diffuse-then-denoise {effect} the prior.")
         if full is not None:
-            full_fd, full_nfe = float(full[1]["fd"]), int(full[1]["nfe"])
-            verdict = "beats" if fd < full_fd else "does not beat"
-            lines.append(f"It {verdict} the full {full_nfe}-step DDPM ({full_fd:.1f}) with {full_nfe / nfe:.0f}x fewer "
-                         f"NFE (ratio {fd / full_fd:.2f}).")
+            full_fd, full_nfe = full[1]["fd"], int(full[1]["nfe"])
+            verdict = "beats" if _mean(fd) < _mean(full_fd) else "does not beat"
+            lines.append(f"It {verdict} the full {full_nfe}-step DDPM ({_spread(full_fd)}) with "
+                         f"{full_nfe / nfe:.0f}x fewer NFE (ratio {_mean(fd) / _mean(full_fd):.2f}, "
+                         f"{_versus(fd, full_fd)}).")
         same = [(r, res) for r, res in rows if r.prior == "noise" and int(res["nfe"]) <= nfe and r.chain != "1000"]
         if same:
-            r_best, res_best = min(same, key=lambda item: item[1]["fd"])
-            verdict = "beats" if fd < float(res_best["fd"]) else "does not beat"
-            lines.append(f"At equal or lower budget it {verdict} the best sampler from noise "
-                         f"({_label(r_best)}, {r_best.chain}, NFE {res_best['nfe']}: {float(res_best['fd']):.1f}).")
+            r_best, res_best = min(same, key=lambda item: _mean(item[1]["fd"]))
+            verdict = "beats" if _mean(fd) < _mean(res_best["fd"]) else "does not beat"
+            lines.append(f"At equal or lower budget it {verdict} the best sampler from noise ({_label(r_best)}, "
+                         f"{r_best.chain}, NFE {res_best['nfe']}: {_spread(res_best['fd'])}; "
+                         f"{_versus(fd, res_best['fd'])}).")
+    lines += _coverage(rows)
     strides = [(r, res) for r, res in rows if r.prior == "vae" and r.t_prime == 200 and r.sampler == "ddpm"]
     if len(strides) == 2:
-        (a, ra), (b, rb) = strides
-        lines.append(f"Orthogonality to respacing (VAE, T' = 200): NFE {ra['nfe']} gives {float(ra['fd']):.1f}, "
-                     f"NFE {rb['nfe']} gives {float(rb['fd']):.1f}.")
+        (_, ra), (_, rb) = strides
+        lines.append(f"Orthogonality to respacing (VAE, T' = 200): NFE {ra['nfe']} gives {_spread(ra['fd'])}, "
+                     f"NFE {rb['nfe']} gives {_spread(rb['fd'])}.")
     pairs = [(r, res) for r, res in rows if r.sampler == "ddim" and r.t_prime is not None]
     for r, res in pairs:
         twin = by_key.get(_row_key(Row("ES-DDPM", r.prior, r.t_prime, r.chain.removeprefix("ddim"))))
         if twin is not None:
             lines.append(f"{PRIOR_NAMES[r.prior]}, T' = {r.t_prime}, NFE {res['nfe']}: ancestral "
-                         f"{float(twin[1]['fd']):.1f} vs DDIM {float(res['fd']):.1f}.")
+                         f"{_spread(twin[1]['fd'])} vs DDIM {_spread(res['fd'])} "
+                         f"(DDIM {_versus(res['fd'], twin[1]['fd'])}).")
     return lines or ["no ES rows ran"]
 
 
@@ -386,9 +496,12 @@ def run_paper_preset(preset: str, data: str, gpus: int) -> int:
 @click.option("--smoke", is_flag=True, help="A few iterations and 16 samples, in one process (seconds).")
 @click.option("--outdir", default=None, help="Report folder [results/es_ddpm/<preset>].")
 @click.option("--workdir", default=None, help="Checkpoints and caches [runs/es_ddpm/reproduce-<preset>].")
-@click.option("--processes", default=2, show_default=True, type=int, help="Tiny preset: parallel processes.")
+@click.option("--processes", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Tiny preset: parallel processes.")
+@click.option("--seeds", default="0,1,2", show_default=True, callback=parse_seeds,
+              help="Tiny preset: sampling seeds (prior draws and diffusion noise).")
 def main(preset: str, data: str, gpus: int, smoke: bool, outdir: str | None, workdir: str | None,
-         processes: int) -> None:
+         processes: int, seeds: list[int]) -> None:
     """Reproduce ES-DDPM: the tiny CPU comparison, or one paper row's sampling."""
     if preset != "tiny":
         with user_errors():
@@ -398,7 +511,8 @@ def main(preset: str, data: str, gpus: int, smoke: bool, outdir: str | None, wor
     out = Path(outdir or "results/es_ddpm/tiny")
     work = Path(workdir or ("runs/es_ddpm/reproduce-tiny" + ("-smoke" if smoke else "")))
     with user_errors():
-        path = run_tiny(out, work / time.strftime("%Y%m%d-%H%M%S"), smoke, 1 if smoke else processes)
+        path = run_tiny(out, work / time.strftime("%Y%m%d-%H%M%S"), smoke, 1 if smoke else processes,
+                        seeds[:2] if smoke else seeds)
     click.echo(f"done: {path}")
 
 

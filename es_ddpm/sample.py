@@ -11,6 +11,7 @@ guided-diffusion ``.pt`` state dict, both loaded with ``weights_only=True``.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,9 +155,10 @@ def es_sample(model: nn.Module, diffusion: GaussianDiffusion, x_prior: Tensor, t
         else:
             out = diffusion.sample_early_stop(counting, x, k, **common)
         outputs.append(to_uint8(out).cpu())
-    batches = -(-len(x_prior) // batch)
+    batches = max(1, -(-len(x_prior) // batch))
     stats = diffusion.early_stop_stats(k) if t_prime is not None else {}
-    return SampleResult(torch.cat(outputs), counting.calls // batches, time.perf_counter() - start, stats)
+    images = torch.cat(outputs) if outputs else torch.zeros((0, *x_prior.shape[1:]), dtype=torch.uint8)
+    return SampleResult(images, counting.calls // batches, time.perf_counter() - start, stats)
 
 
 def _edit_input(path: str, cfg: ESDDPMConfig, num: int, device: torch.device) -> Tensor:
@@ -198,43 +200,106 @@ def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume
 
 
 def run(cfg: ESDDPMConfig, run_dir: Path, device: torch.device, edit: str | None = None) -> SampleResult:
-    """Sample per ``cfg.sample``; each rank takes a contiguous slice of the prior samples (as the official loader)."""
+    """Sample per ``cfg.sample`` and write ``samples.npz``.
+
+    Under torchrun each rank takes a contiguous share of ceil(N/world) of the prior samples (the official
+    ``NpzDataset``/``DummyDataset`` split; generated priors draw only their share), writes ``samples_rank{r}.npz``,
+    and rank 0 merges them into ``samples.npz`` truncated to N (official ``gather_numpyz_and_compute_fid.py``).
+    """
     s = cfg.sample
     if s.checkpoint is None:
         raise ConfigError("sample.checkpoint is empty; give --ckpt (a run dir/snapshot of es_ddpm.train or an "
                           "official guided-diffusion .pt)")
     model = load_ddpm(s.checkpoint, cfg, device)
     diffusion = build_diffusion(cfg.diffusion, cfg.model.learn_sigma, s.chain)
-    generator = torch.Generator().manual_seed(cfg.seed * dist.get_world_size() + dist.get_rank())
+    rank, world = dist.get_rank(), dist.get_world_size()
+    generator = torch.Generator().manual_seed(cfg.seed * world + rank)
     t_prime = s.t_prime if s.prior.type != "noise" or edit else None
-    if edit:
-        if t_prime is None:
-            raise ConfigError("--edit needs an early stop T' (--early-stop 100, say)")
-        x_prior, labels = _edit_input(edit, cfg, s.num_samples, device), None
-    else:
+    if t_prime is None and edit:
+        raise ConfigError("--edit needs an early stop T' (--early-stop 100, say)")
+    total = s.num_samples if edit or s.prior.type not in ("npz", "folder") else None
+    if total is not None:  # generated starting points: this rank draws only its share
+        share = -(-total // world)
+        count = max(0, min(share, total - rank * share))
+        if edit:
+            x_prior, labels = _edit_input(edit, cfg, count, device), None
+        else:
+            x_prior, labels = prior_samples(cfg, count, device, generator)
+    else:  # one output per given image, as the official loaders
         x_prior, labels = prior_samples(cfg, s.num_samples, device, generator)
-    share = -(-len(x_prior) // dist.get_world_size())
-    rank_slice = slice(dist.get_rank() * share, (dist.get_rank() + 1) * share)
-    x_prior, labels = x_prior[rank_slice], labels[rank_slice] if labels is not None else None
-    if cfg.model.class_cond and labels is None:
-        raise ConfigError("the model is class-conditional: use an npz prior with arr_1 labels")
+        total = len(x_prior)
+        share = -(-total // world)
+        x_prior = x_prior[rank * share : (rank + 1) * share]
+        labels = labels[rank * share : (rank + 1) * share] if labels is not None else None
+    labels = _class_labels(cfg, labels, len(x_prior), generator, device)
     try:
         result = es_sample(model, diffusion, x_prior, t_prime, s.sampler, s.eta, s.batch, generator, labels,
                            s.clip_denoised, classifier_cond_fn(cfg, device))
     except ValueError as err:
         raise ConfigError(f"sample: {err}") from None
-    suffix = f"_rank{dist.get_rank()}" if dist.get_world_size() > 1 else ""
-    save_npz_samples(run_dir / f"samples{suffix}.npz", result.images, labels)
+    if world > 1:
+        save_npz_samples(run_dir / f"samples_rank{rank}.npz", result.images, labels)
+        dist.barrier()
+        if dist.is_main():
+            merge_rank_samples(run_dir, world, total)
+    else:
+        save_npz_samples(run_dir / "samples.npz", result.images, labels)
     if s.save_png:
         for i, image in enumerate(result.images):
             array = image.permute(1, 2, 0).numpy()
-            Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(run_dir / f"{i:06d}{suffix}.png")
-        scale = max(1, 64 // cfg.model.image_size)
-        save_image_grid(run_dir / f"grid{suffix}.png", result.images[:64].numpy(), scale=scale)
+            name = f"{rank * share + i:06d}.png"  # the global index of the sample
+            Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(run_dir / name)
+        if dist.is_main():
+            with np.load(run_dir / "samples.npz") as data:
+                grid = data["arr_0"][:64].transpose(0, 3, 1, 2)
+            save_image_grid(run_dir / "grid.png", grid, scale=max(1, 64 // cfg.model.image_size))
     detail = ", ".join(f"{k} {v:.4g}" for k, v in result.stats.items())
-    dist.print0(f"done: {len(result.images)} samples, NFE {result.nfe} ({detail or 'from scratch'}), "
-                f"{result.seconds:.1f}s -> {run_dir}")
+    dist.print0(f"done: {total} samples, NFE {result.nfe} ({detail or 'from scratch'}), "
+                f"{result.seconds:.1f}s -> {run_dir / 'samples.npz'}")
     return result
+
+
+def _class_labels(cfg: ESDDPMConfig, labels: Tensor | None, count: int, generator: torch.Generator,
+                  device: torch.device) -> Tensor | None:
+    """The class of every sample: the prior's labels for a class-conditional model, uniform random classes when
+    it starts from noise (official ``th.randint(0, NUM_CLASSES)``), none for an unconditional model."""
+    prior = cfg.sample.prior.type
+    if not cfg.model.class_cond:
+        if labels is not None:
+            dist.print0(f"warning: {cfg.sample.prior.path} holds labels (arr_1) but the model is unconditional; "
+                        "they are ignored", file=sys.stderr)
+        return None
+    if labels is None and prior == "noise":
+        return torch.randint(0, cfg.model.num_classes, (count,), generator=generator).to(device)
+    if labels is None:
+        raise ConfigError(f"the model is class-conditional but the '{prior}' prior gives no labels: use an npz "
+                          "prior with arr_1 labels, or --prior noise (uniform random classes)")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= cfg.model.num_classes):
+        raise DatasetError(f"{cfg.sample.prior.path}: labels (arr_1) must lie in 0..{cfg.model.num_classes - 1}, "
+                           f"found {int(labels.min())}..{int(labels.max())}")
+    return labels.to(device)
+
+
+def merge_rank_samples(run_dir: Path, world_size: int, total: int) -> Path:
+    """``samples_rank{0..W-1}.npz`` -> ``samples.npz`` (arr_0, and arr_1 when the ranks wrote labels), truncated to
+    ``total`` like the official gather step (which keeps 50,000); the per-rank files are removed after the write."""
+    parts = [run_dir / f"samples_rank{r}.npz" for r in range(world_size)]
+    images, labels = [], []
+    for part in parts:
+        with np.load(part) as data:
+            images.append(data["arr_0"])
+            if "arr_1" in data:
+                labels.append(data["arr_1"])
+    arrays = [np.concatenate(images)[:total]]
+    if labels:
+        arrays.append(np.concatenate(labels)[:total])
+    partial = run_dir / "samples.npz.partial"
+    with partial.open("wb") as handle:
+        np.savez(handle, *arrays)
+    partial.replace(run_dir / "samples.npz")
+    for part in parts:
+        part.unlink()
+    return run_dir / "samples.npz"
 
 
 if __name__ == "__main__":

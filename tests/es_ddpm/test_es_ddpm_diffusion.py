@@ -4,6 +4,7 @@ forms (q_sample moments, posterior, DDIM determinism, early stop at k = T, hybri
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pytest
@@ -48,6 +49,55 @@ def test_space_timesteps_parity():
         space_timesteps(1000, "1001")
     with pytest.raises(ValueError, match="not a step count"):
         space_timesteps(1000, "ddimx")
+    with pytest.raises(ValueError, match="keeps no step"):
+        space_timesteps(1000, "0,0")
+
+
+def _official_space_timesteps(num_timesteps: int, counts: list[int]) -> list[int]:
+    """The arithmetic of guided-diffusion ``respace.space_timesteps`` (section-count branch): a float index that
+    accumulates the fractional stride and is rounded per step."""
+    size_per, extra = divmod(num_timesteps, len(counts))
+    steps, start = set(), 0
+    for i, count in enumerate(counts):
+        size = size_per + (1 if i < extra else 0)
+        frac_stride = 1 if count <= 1 else (size - 1) / (count - 1)
+        cur_idx = 0.0
+        for _ in range(count):
+            steps.add(start + round(cur_idx))
+            cur_idx += frac_stride
+        start += size
+    return sorted(steps)
+
+
+def test_space_timesteps_equals_the_official_arithmetic_for_every_count():
+    for count in range(1, 1001):
+        assert space_timesteps(1000, str(count)) == _official_space_timesteps(1000, [count]), count
+    # values printed by the official respace.py (ZhaoyangLyu/Early_Stopped_DDPM): len and sum of the kept set
+    for chain, size, total in (("21", 21, 10489), ("123", 123, 61438), ("999", 999, 499000),
+                               ("10,10,5", 25, 10830), ("7,13,2,250", 272, 225615)):
+        kept = space_timesteps(1000, chain)
+        assert (len(kept), sum(kept)) == (size, total), chain
+    assert 499 in space_timesteps(1000, "21") and 500 not in space_timesteps(1000, "21")
+
+
+def test_space_timesteps_multi_section_strings_match_the_official_arithmetic():
+    rng = random.Random(0)
+    for _ in range(2000):
+        num_timesteps = rng.choice([1000, 4000, 250, 999])
+        sections = rng.randint(1, 6)
+        counts = [rng.randint(0, num_timesteps // sections) for _ in range(sections)]
+        if not any(counts):
+            continue
+        assert space_timesteps(num_timesteps, ",".join(map(str, counts))) == _official_space_timesteps(
+            num_timesteps, counts), (num_timesteps, counts)
+
+
+def test_early_stop_at_T_is_the_whole_ddim_chain():
+    for chain, k in (("ddim200", 200), ("ddim100", 100), ("250", 250)):
+        diffusion = GaussianDiffusion.respaced(linear_betas(1000), chain)
+        assert diffusion.base_timesteps == 1000 and diffusion.steps_below(1000) == k
+    with pytest.raises(ValueError, match="beyond the process's T = 1000"):
+        GaussianDiffusion.respaced(linear_betas(1000), "ddim200").steps_below(1001)
 
 
 @pytest.mark.parametrize(
