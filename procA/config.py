@@ -35,6 +35,9 @@ class DataConfig:
     target_size: tuple[int, int] = (1024, 512)
     test_size: tuple[int, int] = (1024, 512)
     num_workers: int = 4
+    # official class-balanced source list (procA/label_info.py) in stages 1 and 3; needs <source_root>/*_label_info.p
+    class_balanced: bool = True
+    label_info: str = ""  # the label-info pickle; '' = <source_root>/gtav_label_info.p or synthia_label_info.p
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 

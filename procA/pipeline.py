@@ -7,8 +7,11 @@
 
 Stages write ``<outdir>/1_source_only``, ``2_prototypes``, ``3_proca``, ``4_pseudo_labels``, ``5_self_training``.
 Re-running the same command skips finished stages and resumes an interrupted one from its latest snapshot. Stage 5
-starts from ImageNet weights, not from the ProCA model (official script, spec §7.3). The final model is evaluated
-with the official multi-scale + flip test.
+starts from ImageNet weights, not from the ProCA model (official script, spec §7.3). The final model of every
+training stage is evaluated with the official multi-scale + flip test; ``--select best`` evaluates each stage's
+best-on-validation ``model_best.pt`` instead (the official model_best.pth behind the paper's numbers, selected on
+the val set itself). The selection only changes what is evaluated: every stage starts from the previous stage's
+final model either way (official: stages 2-3 load stage 1's model_current.pth, stage 4 stage 3's model_best.pth).
 """
 
 from __future__ import annotations
@@ -24,12 +27,25 @@ from common.checkpoint import CheckpointManager, atomic_save
 from common.cli import setup_run, user_errors
 from common.metrics.segmentation import segmentation_scores
 from procA.config import ProCAConfig
+from procA.eval import SELECT
 from procA.evaluate import evaluate
 from procA.init_prototypes import init_prototypes
 from procA.pseudo_label import LABELS_DIR, generate_pseudo_labels
-from procA.training import MODEL_FILE, PROTOTYPES_FILE, Stage, build_model, train_stage, val_batches
+from procA.training import BEST_MODEL_FILE, MODEL_FILE, PROTOTYPES_FILE, Stage, build_model, train_stage, val_batches
 
 STAGE_DIRS = ("1_source_only", "2_prototypes", "3_proca", "4_pseudo_labels", "5_self_training")
+TRAINING_DIRS = {"source_only": STAGE_DIRS[0], "proca": STAGE_DIRS[2], "self_training": STAGE_DIRS[4]}
+
+
+def check_best_models(outdir: Path) -> None:
+    """``--select best`` on an existing pipeline folder: every finished training stage must have its model_best.pt."""
+    for name in TRAINING_DIRS.values():
+        run_dir = outdir / name
+        if (run_dir / MODEL_FILE).is_file() and not (run_dir / BEST_MODEL_FILE).is_file():
+            raise click.ClickException(
+                f"--select best: {run_dir} finished without a {BEST_MODEL_FILE} (an older version's run): "
+                "use --select final, or remove that stage folder to retrain it"
+            )
 
 
 def with_values(cfg: ProCAConfig, section: str, **values: object) -> ProCAConfig:
@@ -72,17 +88,23 @@ def run_pipeline(cfg: ProCAConfig, outdir: Path, device: torch.device) -> dict[s
 @click.option("--outdir", type=click.Path(file_okay=False), required=True, help="Pipeline folder (re-use resumes).")
 @click.option("--seed", type=int, default=None, help="Random seed (overrides the config's).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N [auto].")
-def main(cfg: str, overrides: tuple[str, ...], outdir: str, seed: int | None, device: str | None) -> None:
+@SELECT
+def main(cfg: str, overrides: tuple[str, ...], outdir: str, seed: int | None, device: str | None,
+         select: str) -> None:
     """Run source-only -> prototypes -> ProCA -> pseudo-labels -> self-training, then the multi-scale test."""
+    if select == "best":  # before anything is written
+        check_best_models(Path(outdir))
     setup = setup_run(ProCAConfig, "procA", cfg, overrides, str(Path(outdir) / "runs"), None, seed, device)
     c = setup.cfg
     with user_errors():
         models = run_pipeline(c, Path(outdir), setup.info.device)
         for name, path in models.items():
+            path = path.parent / BEST_MODEL_FILE if select == "best" else path
             model = build_model(c, str(path), setup.info.device)
             matrix = evaluate(model, val_batches(c, c.eval.batch_size), c.model.num_classes, setup.info.device,
                               c.eval.scales, c.eval.flip)
-            dist.print0(f"{name}: mIoU {100 * segmentation_scores(matrix.hist)['mIoU']:.2f} (multi-scale + flip)")
+            dist.print0(f"{name}: mIoU {100 * segmentation_scores(matrix.hist)['mIoU']:.2f} "
+                        f"(multi-scale + flip, {select} model {path.name})")
     dist.print0(f"done: pipeline in {outdir}")
     dist.cleanup()
 

@@ -1,10 +1,12 @@
 """Stage 4: ``python -m procA.pseudo_label --cfg CFG --ckpt PROCA_RUN/model.pt`` -> ``<run>/pseudo_labels/*.png``.
 
 Official pseudo_label.py (spec §2.4), run by rank 0: (1) softmax confidences of the ProCA model on every target
-train image at the training size; per class c the threshold is the value at position round(percent * n_c) of the
-ascending confidences of the n_c pixels predicted as c, capped at ``threshold_cap`` (0 if c is never predicted);
-(2) predictions upsampled to the full image size, pixels below their class threshold set to 255, saved as palette
-PNGs. The official leftover ``pdb.set_trace()`` in the per-image loop is not reproduced (spec §7.4).
+train image at the training size (logits upsampled to the input size); per class c the threshold is the value at
+position round(percent * n_c) of the ascending confidences of the n_c pixels predicted as c, capped at
+``threshold_cap`` (0 if c is never predicted); (2) the logits upsampled ONCE (bilinear, align_corners=True),
+straight to the full image size, then soft-maxed (official ``inference`` against the full-size label), pixels below
+their class threshold set to 255, saved as palette PNGs. The official leftover ``pdb.set_trace()`` in the
+per-image loop is not reproduced (spec §7.4).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def generate_pseudo_labels(cfg: ProCAConfig, model_path: str, out_dir: Path, dev
     for i, name in enumerate(data.names):
         raw_image, _ = data.load_raw(i)
         image, _ = data[i]
-        logits = model.predict(image[None].to(device))
+        _, logits = model(image[None].to(device))
         probs = F.interpolate(logits, size=(raw_image.height, raw_image.width), mode="bilinear",
                               align_corners=True).softmax(dim=1)[0]
         confidence, prediction = probs.max(dim=0)

@@ -7,6 +7,16 @@
   prototypes are updated with target then source pixels, and the loss uses the updated prototypes.
 - ``self_training`` (stage 5): CE on offline target pseudo-labels, from ImageNet weights (official script).
 
+Stages 1 and 3 draw the source from the official class-balanced list (``data.class_balanced``, procA/label_info.py)
+of ``max_iters x`` the official SOLVER.BATCH_SIZE draws, walked in shuffled order by the shared sampler.
+
+Model selection: every ``eval_every`` iterations (and at the end) the single-scale target val mIoU is logged
+(``val/mIoU``) beside the best so far (``val/best_mIoU``). The final weights are ``model.pt`` (the default model
+of every later stage and evaluation); the best-on-validation weights are ``model_best.pt`` (the official
+``model_best.pth``, chosen on Cityscapes val itself: a protocol issue, spec §7.5; ``--select best`` of procA.eval
+and procA.pipeline evaluates them for comparison with the paper). Snapshots carry the best metric and weights, so
+a resumed stage writes the same ``model_best.pt`` as an uninterrupted one.
+
 Optimisation: SGD for the backbone and SGD with ``head_lr_mult`` x the LR for the classifier, poly decay
 ``lr (1 - it / max_iters) ** lr_power``, stopped after ``iters``. Gradients are averaged over ranks with
 :func:`common.dist.all_reduce_grads` (DDP's reducer does not allow the two forward passes of one ProCA step).
@@ -14,7 +24,7 @@ Optimisation: SGD for the backbone and SGD with ``head_lr_mult`` x the LR for th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -41,11 +51,13 @@ from procA.config import ProCAConfig, StageConfig
 from procA.contrast import PrototypeEstimator, confident_pseudo_labels, labels_at, pixels, prototype_contrast_loss
 from procA.data import SegmentationTransform, build_dataset, with_pseudo_labels
 from procA.evaluate import evaluate
+from procA.label_info import class_balanced_source
 from procA.lovasz import lovasz_softmax
 from procA.model import DeepLabV2, load_imagenet_weights, parameter_groups
 
 Stage = Literal["source_only", "proca", "self_training"]
 MODEL_FILE = "model.pt"
+BEST_MODEL_FILE = "model_best.pt"
 PROTOTYPES_FILE = "prototypes.pt"
 
 
@@ -63,9 +75,12 @@ def build_model(cfg: ProCAConfig, init: str, device: torch.device) -> DeepLabV2:
     return model
 
 
-def save_model(model: nn.Module, path: Path, step: int, cfg: ProCAConfig) -> Path:
-    """A weights-only model file (the format of every stage's ``model.pt``)."""
-    state = capture(step, {"model": model}, config=to_dict(cfg))
+def save_model(model: nn.Module, path: Path, step: int, cfg: ProCAConfig, weights: dict[str, Tensor] | None = None,
+               extra: dict[str, object] | None = None) -> Path:
+    """A weights-only model file (the format of every stage's ``model.pt``); ``weights`` replace the model's own."""
+    state = capture(step, {"model": model}, extra=extra, config=to_dict(cfg))
+    if weights is not None:
+        state["modules"]["model"] = weights
     return atomic_save(state, path) if dist.is_main() else path
 
 
@@ -151,13 +166,32 @@ def val_batches(cfg: ProCAConfig, batch_size: int = 1) -> torch.utils.data.DataL
     )
 
 
+def balanced_draws(cfg: ProCAConfig, stage: Stage) -> int:
+    """``max_iters`` of the official source dataset: SOLVER.MAX_ITER x SOLVER.BATCH_SIZE (core/datasets/build.py).
+
+    SOLVER.BATCH_SIZE is the source batch of train_src.py (8) but counts source AND target images in
+    train_proca.py (8 = 4 + 4, each domain gets BATCH_SIZE // 2), hence 2 x ``batch_size`` for the ProCA stage.
+    """
+    s: StageConfig = getattr(cfg, stage)
+    return s.max_iters * s.batch_size * (2 if stage == "proca" else 1)
+
+
+def _source(cfg: ProCAConfig, stage: Stage, augment: str) -> torch.utils.data.Dataset:
+    """The stage's source set, re-indexed by the official class-balanced list if ``data.class_balanced``."""
+    k = cfg.model.num_classes
+    data = build_dataset(cfg.data, "source", k, augment, cfg.seed)
+    if cfg.data.class_balanced:  # official seed: np.random.seed(0) at import of core/datasets/transform.py
+        data = class_balanced_source(cfg.data, data, k, balanced_draws(cfg, stage), seed=0)
+    return data
+
+
 def _stage_data(cfg: ProCAConfig, stage: Stage, start: int) -> tuple[Iterator, Iterator | None]:
     s: StageConfig = getattr(cfg, stage)
     k, seed, workers = cfg.model.num_classes, cfg.seed, cfg.data.num_workers
     if stage == "source_only":
-        return _batches(build_dataset(cfg.data, "source", k, seed=seed), s.batch_size, seed, start, workers), None
+        return _batches(_source(cfg, stage, "none"), s.batch_size, seed, start, workers), None
     if stage == "proca":
-        source = build_dataset(cfg.data, "source", k, "photometric" if s.strong_aug else "none", seed)
+        source = _source(cfg, stage, "photometric" if s.strong_aug else "none")
         target = build_dataset(cfg.data, "target_train", k, seed=seed)
         return (_batches(source, s.batch_size, seed, start, workers),
                 _batches(target, s.batch_size, seed + 1, start, workers))
@@ -169,9 +203,18 @@ def _stage_data(cfg: ProCAConfig, stage: Stage, start: int) -> tuple[Iterator, I
     return _batches(labelled, s.batch_size, seed, start, workers), None
 
 
+def val_miou(model: nn.Module, val: Iterable[tuple[Tensor, Tensor]], cfg: ProCAConfig, device: torch.device) -> float:
+    """Single-scale target val mIoU in percent (the official training-time ``run_test``)."""
+    return 100 * segmentation_scores(evaluate(model, val, cfg.model.num_classes, device).hist)["mIoU"]
+
+
+def _cpu_weights(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in dist.unwrap(model).state_dict().items()}
+
+
 def train_stage(cfg: ProCAConfig, stage: Stage, run_dir: Path, device: torch.device,
                 resume: Path | None = None) -> Path:
-    """Run one training stage into ``run_dir``; returns the final ``model.pt``. ``resume``: run dir or snapshot."""
+    """Run one stage into ``run_dir`` (``resume``: run dir or snapshot); returns ``model.pt`` (+ ``model_best.pt``)."""
     s: StageConfig = getattr(cfg, stage)
     if resume is None:  # a stage's result depends on its config only, not on what ran before in this process
         dist.seed_all(cfg.seed)
@@ -184,11 +227,21 @@ def train_stage(cfg: ProCAConfig, stage: Stage, run_dir: Path, device: torch.dev
     }
     estimators = load_prototypes(cfg, model.backbone.out_channels, device) if stage == "proca" else ()
     start = 0
+    best: dict | None = None  # {"mIoU", "step", "model": CPU weights}: the best-on-validation model so far
+    last: dict | None = None  # {"mIoU", "step"} of the latest evaluation
     if resume is not None:
         path = resolve_resume(resume)
         start, extra = restore(load_checkpoint(path), {"model": model}, optimizers, source=str(path))
         for estimator, key in zip(estimators, ("feat", "out")):
             estimator.load_state_dict(extra[key])
+        if extra.get("best") is not None:  # weights None: the best is the snapshot's own model
+            saved = extra["best"]
+            best = {"mIoU": saved["mIoU"], "step": saved["step"],
+                    "model": saved["model"] if saved["model"] is not None else _cpu_weights(model)}
+            last = extra.get("last")
+        elif start > 0:
+            dist.print0(f"note: {path} records no best model (older version); model_best.pt only covers the "
+                        "evaluations from here on")
         dist.print0(f"resumed {stage} from {path} at iteration {start}")
     source, target = _stage_data(cfg, stage, start)
     val = val_batches(cfg)
@@ -213,15 +266,28 @@ def train_stage(cfg: ProCAConfig, stage: Stage, run_dir: Path, device: torch.dev
             scalars = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
             done = it + 1
             if done % s.eval_every == 0 or done == s.iters:
-                matrix = evaluate(model, val, cfg.model.num_classes, device)
-                scalars["val/mIoU"] = 100 * segmentation_scores(matrix.hist)["mIoU"]
+                last = {"mIoU": val_miou(model, val, cfg, device), "step": done}
+                if best is None or last["mIoU"] > best["mIoU"]:  # official: strictly better than the best so far
+                    best = {**last, "model": _cpu_weights(model)}
+                scalars["val/mIoU"], scalars["val/best_mIoU"] = last["mIoU"], best["mIoU"]
             logger.log(done, lr=lr, **scalars)
             progress.update(1, loss=scalars["loss/total"])
             if done % s.snapshot_every == 0 or done == s.iters:
                 extra = {key: e.state_dict() for key, e in zip(("feat", "out"), estimators)}
+                if best is not None:  # the weights only when they are not the snapshot's own
+                    extra["best"] = {"mIoU": best["mIoU"], "step": best["step"],
+                                     "model": None if best["step"] == done else best["model"]}
+                    extra["last"] = last
                 manager.save(capture(done, {"model": model}, optimizers, extra, to_dict(cfg)))
     logger.close()
-    final = save_model(model, run_dir / MODEL_FILE, s.iters, cfg)
+    final = save_model(model, run_dir / MODEL_FILE, s.iters, cfg,
+                       extra={"val/mIoU": last["mIoU"]} if last and last["step"] == s.iters else None)
+    if best is not None:
+        save_model(model, run_dir / BEST_MODEL_FILE, best["step"], cfg, weights=best["model"],
+                   extra={"val/mIoU": best["mIoU"]})
+        final_text = f"{last['mIoU']:.2f} (iteration {last['step']})" if last else "not recorded"
+        dist.print0(f"{stage}: val mIoU final {final_text}, best {best['mIoU']:.2f} (iteration {best['step']}) "
+                    f"-> {run_dir / BEST_MODEL_FILE}")
     if estimators and dist.is_main():
         atomic_save({"feat": estimators[0].state_dict(), "out": estimators[1].state_dict()}, run_dir / PROTOTYPES_FILE)
     dist.barrier()

@@ -1,8 +1,11 @@
 """Semantic-segmentation scores: one confusion matrix over the whole set -> per-class IoU, mIoU, mAcc, allAcc.
 
-Protocol (metrics.md §6; ProCA ``test.py`` and ``core/utils/misc.py: intersectionAndUnionGPU``): logits are
-upsampled to the LABEL size (bilinear, ``align_corners=True`` as ProCA; labels are never resized), pixels whose
-label is 255 (or >= K) are ignored, and ONE matrix hist[gt, pred] is accumulated over the evaluation set:
+Protocol (metrics.md §6; ProCA ``test.py`` and ``core/utils/misc.py: intersectionAndUnionGPU``): the LOGITS of
+every view are upsampled straight to the LABEL size (bilinear, ``align_corners=True`` as ProCA; labels are never
+resized) and only then soft-maxed; a multi-scale + flip test averages these label-size probabilities over the views
+(flipped views flipped back) and takes the arg-max. Soft-maxing or averaging at the input size and upsampling the
+probabilities afterwards is a different order that moves boundary pixels. Pixels whose label is 255 (or >= K) are
+ignored, and ONE matrix hist[gt, pred] is accumulated over the evaluation set:
 
     IoU_c = hist[c,c] / (sum_p hist[c,p] + sum_g hist[g,c] - hist[c,c]),   Acc_c = hist[c,c] / sum_p hist[c,p],
     mIoU = mean_c IoU_c,   mAcc = mean_c Acc_c,   allAcc = trace(hist) / sum(hist).
@@ -67,8 +70,9 @@ class ConfusionMatrix:
         self.hist = np.zeros((num_classes, num_classes), dtype=np.int64)
 
     def update(self, prediction: Tensor | np.ndarray, label: Tensor | np.ndarray) -> None:
-        """Add a batch. ``prediction``: class ids ``(N, H, W)`` or logits ``(N, K, h, w)`` (upsampled to the
-        label size, then argmax); ``label``: ``(N, H, W)`` ids with ``ignore_index``."""
+        """Add a batch. ``prediction``: class ids ``(N, H, W)`` or the logits ``(N, K, h, w)`` of one view
+        (upsampled to the label size, then argmax; pass class ids for a multi-view average); ``label``: ``(N, H, W)``
+        ids with ``ignore_index``."""
         label = torch.as_tensor(label)
         prediction = torch.as_tensor(prediction)
         if prediction.ndim == label.ndim + 1:

@@ -114,3 +114,30 @@ def test_synthetic_scenes_deterministic_and_shifted():
     assert np.array_equal(t_lab, a_lab)  # same layout sampler: no label shift
     assert np.abs(t_img.astype(float) - a_img).mean() > 10  # but a visible appearance shift
     assert a_lab.max() < len(CLASSES)
+
+
+def _pil_nearest(label, size):
+    return np.array(PIL.Image.fromarray(label).resize(size, PIL.Image.NEAREST))
+
+
+@pytest.mark.parametrize("size", [(16, 11), (50, 71)])
+def test_label_resize_equals_pil_nearest_on_odd_sizes(size):
+    label = np.random.RandomState(0).randint(0, 19, (23, 37)).astype(np.uint8)  # H x W = 23 x 37
+    image = PIL.Image.fromarray(np.zeros((23, 37, 3), np.uint8))
+    _, resized = SegmentationTransform(size)(image, label)  # official transform.py: F.resize(label, Image.NEAREST)
+    assert np.array_equal(resized.numpy(), _pil_nearest(label, size))
+
+
+def test_scale_crop_label_resize_equals_pil_nearest():
+    label = np.random.RandomState(1).randint(0, 19, (23, 37)).astype(np.uint8)
+    image = PIL.Image.fromarray(np.zeros((23, 37, 3), np.uint8))
+    torch.manual_seed(4)
+    _, out = SegmentationTransform((64, 64), "scale_crop")(image, label)  # crop larger than any scale: no offset
+    torch.manual_seed(4)
+    scale = float(torch.empty(()).uniform_(0.5, 1.5))
+    torch.randint(0, 1, ()), torch.randint(0, 1, ())
+    flip = bool(torch.rand(()) < 0.5)
+    w, h = int(37 * scale + 0.5), int(23 * scale + 0.5)
+    expected = np.full((64, 64), 255, np.uint8)
+    expected[:h, :w] = _pil_nearest(label, (w, h))
+    assert (w, h) != (37, 23) and np.array_equal(out.numpy(), expected[:, ::-1] if flip else expected)

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from common.config import load_config
@@ -61,3 +62,49 @@ def test_paper_configs_load_with_the_official_values():
     assert (gta5.model.num_classes, gta5.data.source_size, gta5.proca.iters) == (19, (1280, 720), 90000)
     assert (synthia.model.num_classes, synthia.data.source, synthia.data.source_size) == (16, "synthia", (1280, 760))
     assert synthia.contrast == gta5.contrast and synthia.eval.scales == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+class _StrideTwo(nn.Module):
+    """A seeded 3-class segmenter at output stride 2: its views disagree, so the order of upsampling, softmax and
+    averaging shows in the arg-max."""
+
+    def __init__(self):
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        feats = F.avg_pool2d(x, 2)
+        return feats, 8 * self.conv(feats)
+
+
+def _official_probs(model, images, label_size, scales, flip):
+    """jiangzhengkai/ProCA test.py ``multi_scale_inference``: every view's logits upsampled straight to the label
+    size, soft-maxed, flipped views flipped back, mean over scales x flips."""
+    h, w = images.shape[-2:]
+    total = 0
+    for s in scales:
+        x = F.interpolate(images, size=(int(h * s), int(w * s)), mode="bilinear", align_corners=True)
+        up = F.interpolate(model(x)[1], size=label_size, mode="bilinear", align_corners=True)
+        total = total + up.softmax(dim=1)
+        if flip:
+            up = F.interpolate(model(x.flip(3))[1], size=label_size, mode="bilinear", align_corners=True)
+            total = total + up.softmax(dim=1).flip(3)
+    return total / (len(scales) * (2 if flip else 1))
+
+
+@pytest.mark.parametrize(("scales", "flip"), [((1.0,), False), ((0.5, 1.0, 1.5), True)])
+def test_evaluation_upsamples_logits_to_the_label_size_then_softmaxes(scales, flip):
+    model = _StrideTwo().eval()
+    images = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    label_size = (13, 17)  # full-resolution labels, larger than the test-size input
+    with torch.no_grad():
+        reference = _official_probs(model, images, label_size, scales, flip)
+    probs = multiscale_probs(model, images, scales, flip, size=label_size)
+    assert probs.shape == (1, 3, 13, 17) and torch.allclose(probs, reference, atol=1e-6)
+    labels = reference.argmax(dim=1)
+    labels[0, 0, :5] = 255
+    matrix = evaluate(model, [(images, labels)], 3, torch.device("cpu"), scales, flip)
+    # the official arg-max everywhere (upsampling probabilities of the input-size views moves 5 / 18 pixels here)
+    assert np.trace(matrix.hist) == matrix.hist.sum() == 13 * 17 - 5

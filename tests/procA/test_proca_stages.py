@@ -1,22 +1,29 @@
 """Every stage end to end on a shrunken tiny preset; exact resume of the ProCA stage; one-line user errors."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 
 from common.checkpoint import load_checkpoint
 from common.config import load_config
+from procA import training
 from procA.config import ProCAConfig
+from procA.data import build_dataset
+from procA.eval import main as eval_main
 from procA.init_prototypes import init_prototypes
+from procA.pipeline import main as pipeline_main
 from procA.pipeline import run_pipeline
+from procA.pseudo_label import generate_pseudo_labels
 from procA.train_proca import main as train_proca_main
 from procA.train_src import main as train_src_main
-from procA.training import train_stage
+from procA.training import build_model, save_model, train_stage
 
 TINY = Path(__file__).resolve().parents[2] / "procA" / "configs" / "tiny.yaml"
 SHRINK = [
@@ -104,3 +111,84 @@ def test_user_errors_are_one_line(tmp_path, main, extra, message):
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and message in errors[0]
     assert "Traceback" not in result.output and not isinstance(result.exception, (AssertionError, RuntimeError))
+
+
+def test_pseudo_labels_upsample_logits_once_to_the_full_image(tmp_path):
+    cfg = _cfg("data.target_size=[24, 24]")  # 32 px scenes resized to 24: logits 3x3 -> labels 32x32
+    model = build_model(cfg, "", torch.device("cpu"))
+    with torch.no_grad():
+        for branch in model.classifier.branches:
+            branch.weight.mul_(300.0)  # confident, spatially varied predictions
+    path = save_model(model, tmp_path / "model.pt", 0, cfg)
+    thresholds = generate_pseudo_labels(cfg, str(path), tmp_path / "pl", torch.device("cpu"))
+    data = build_dataset(cfg.data, "target_train", 6, seed=cfg.seed)
+    model.eval()
+    kept = 0
+    for i, name in enumerate(data.names):
+        with torch.no_grad():  # official pseudo_label.py: inference() against the full-size label, no flip
+            logits = model(data[i][0][None])[1]
+            probs = F.interpolate(logits, size=(32, 32), mode="bilinear", align_corners=True).softmax(dim=1)[0]
+        confidence, prediction = probs.max(dim=0)
+        expected = torch.where(confidence >= torch.as_tensor(thresholds, dtype=confidence.dtype)[prediction],
+                               prediction, torch.full_like(prediction, 255))
+        written = np.array(PIL.Image.open(tmp_path / "pl" / f"{name}.png"))
+        assert np.array_equal(written, expected.numpy()), name
+        kept += int((expected != 255).sum())
+    assert 0 < kept < 12 * 32 * 32
+
+
+@pytest.mark.parametrize(("scores", "best_step"), [([70.0, 50.0, 60.0, 40.0], 1), ([50.0, 70.0, 60.0, 40.0], 2)])
+def test_best_model_is_logged_saved_and_survives_resume(tmp_path, monkeypatch, scores, best_step):
+    # best before the snapshot at 2 (its weights travel in the snapshot) or at it (the snapshot's own weights)
+    cfg = _cfg("source_only.iters=4", "source_only.eval_every=1", "source_only.snapshot_every=2",
+               "data.class_balanced=true")  # and resume stays exact with the class-balanced source list
+
+    def run(values, run_dir, resume=None):
+        run_dir.mkdir()
+        values = iter(values)
+        monkeypatch.setattr(training, "val_miou", lambda *args: next(values))
+        train_stage(cfg, "source_only", run_dir, torch.device("cpu"), resume=resume)
+
+    straight, interrupted, resumed = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    run(scores, straight)
+    run(scores, interrupted)
+    torch.manual_seed(123)
+    run(scores[2:], resumed, resume=interrupted / "snapshot-000000002.pt")  # a new dir: nothing on disk to reuse
+    records = [json.loads(line) for line in open(straight / "stats.jsonl")]
+    assert [r["val/mIoU"] for r in records] == scores
+    assert [r["val/best_mIoU"] for r in records] == [max(scores[: i + 1]) for i in range(4)]
+    a, b = load_checkpoint(straight / "model_best.pt"), load_checkpoint(resumed / "model_best.pt")
+    assert a["step"] == b["step"] == best_step and a["extra"]["val/mIoU"] == b["extra"]["val/mIoU"] == 70.0
+    wa, wb = a["modules"]["model"], b["modules"]["model"]
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    final = load_checkpoint(straight / "model.pt")["modules"]["model"]
+    resumed_final = load_checkpoint(resumed / "model.pt")["modules"]["model"]
+    assert all(torch.equal(final[k], resumed_final[k]) for k in final)
+    key = "classifier.branches.0.weight"
+    assert not torch.equal(final[key], wa[key])  # the best is not the final model
+    snap = load_checkpoint(interrupted / "snapshot-000000002.pt")
+    assert snap["extra"]["best"]["step"] == best_step
+    assert (snap["extra"]["best"]["model"] is None) == (best_step == 2)
+    assert torch.equal(wa[key], snap["modules"]["model"][key]) == (best_step == 2)
+
+
+def test_select_best_evaluates_model_best_and_refuses_without_it(tmp_path):
+    run_dir = tmp_path / "src"
+    run_dir.mkdir()
+    train_stage(_cfg("source_only.iters=1"), "source_only", run_dir, torch.device("cpu"))
+    args = ["--cfg", str(TINY), *[a for s in SHRINK for a in ("--set", s)], "--outdir", str(tmp_path / "evals"),
+            "--ckpt", str(run_dir / "model.pt"), "--single-scale", "--select", "best"]
+    result = CliRunner().invoke(eval_main, args)
+    assert result.exit_code == 0, result.output
+    assert f"best model {run_dir / 'model_best.pt'}" in result.output.splitlines()[-1]
+    shutil.rmtree(tmp_path / "evals")
+    (run_dir / "model_best.pt").unlink()
+    for main, extra in ((eval_main, args), (pipeline_main, ["--cfg", str(TINY), "--outdir", str(tmp_path),
+                                                            "--select", "best"])):
+        (tmp_path / "1_source_only").mkdir(exist_ok=True)
+        shutil.copy(run_dir / "model.pt", tmp_path / "1_source_only" / "model.pt")
+        result = CliRunner().invoke(main, extra)
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert result.exit_code != 0 and len(errors) == 1 and "--select best" in errors[0], result.output
+        assert "model_best.pt" in errors[0] and "Traceback" not in result.output
+        assert not (tmp_path / "evals").exists() and not (tmp_path / "runs").exists()  # nothing written
