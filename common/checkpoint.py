@@ -70,6 +70,33 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def refusal_reason(err: Exception) -> str:
+    """What a weights-only ``torch.load`` refused, in one line, WITHOUT torch's advice to retry with
+    ``weights_only=False``: that advice runs the file's pickled code, which no message here may suggest for a file
+    of unknown origin."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    elif "weights_only" in text:
+        text = ""  # torch's advice alone carries no reason worth repeating
+    return " ".join(text.split()) or type(err).__name__
+
+
+def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` of a weights file (state dict, tensors, plain containers) with one-line
+    ``CheckpointError`` messages for a missing, refused (Python objects) or truncated/corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no file at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path} is not a weights-only file: a safe load refuses it ({refusal_reason(err)})"
+                              ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is truncated or corrupt and cannot be read ({refusal_reason(err)})") from None
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a snapshot with ``weights_only=True``; clear errors for missing, truncated or foreign files."""
     path = Path(path)
@@ -79,12 +106,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
-            f"{path} holds Python objects that a weights-only load refuses ({str(err).splitlines()[0]}); "
+            f"{path} holds Python objects that a weights-only load refuses ({refusal_reason(err)}); "
             "it is not a genforce-papers snapshot. Official StyleGAN2-ADA .pkl files go through "
             "common.stylegan2's importer instead."
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path} is truncated or corrupt and cannot be read ({err})") from None
+        raise CheckpointError(f"{path} is truncated or corrupt and cannot be read ({refusal_reason(err)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a genforce-papers snapshot (no '{FORMAT}' marker)")
     return ckpt

@@ -70,10 +70,7 @@ def load_ddpm(path: str | Path, cfg: ESDDPMConfig, device: torch.device | str = 
 def _read_weights(path: Path) -> dict:
     if not path.is_file():
         raise checkpoint.CheckpointError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is one user-facing error
-        raise checkpoint.CheckpointError(f"{path} cannot be read with weights_only=True ({err})") from None
+    state = checkpoint.read_weights(path)
     if not isinstance(state, dict):
         raise checkpoint.CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict")
     return state

@@ -13,12 +13,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck
 
-from common.checkpoint import CheckpointError
+from common.checkpoint import CheckpointError, read_weights
 
 RESNET101_BLOCKS = (3, 4, 23, 3)
 
@@ -146,10 +145,9 @@ def load_imagenet_weights(backbone: ResNetFeatureExtractor, path: str | os.PathL
             f"ImageNet weights not found at {path}; download torchvision's resnet101-5d3b4d8f.pth (or -63fe2227.pth) "
             "yourself and set model.imagenet_weights to its path, or set it to '' for random initialisation"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is a user error
-        raise CheckpointError(f"{path} is not a readable torchvision state dict ({err})") from None
+    state = read_weights(path)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a torchvision state dict")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = backbone.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))

@@ -40,6 +40,7 @@ from common.checkpoint import (
     capture,
     load_checkpoint,
     load_module_state,
+    read_weights,
     resolve_resume,
     restore,
 )
@@ -139,7 +140,7 @@ def load_prototypes(cfg: ProCAConfig, feature_dim: int, device: torch.device) ->
         raise ConfigError("the ProCA stage needs contrast.prototypes (the prototypes.pt of procA.init_prototypes)")
     if not Path(c.prototypes).is_file():
         raise CheckpointError(f"contrast.prototypes: no file at {c.prototypes}; run python -m procA.init_prototypes")
-    saved = torch.load(c.prototypes, map_location=device, weights_only=True)
+    saved = read_weights(c.prototypes, map_location=device)
     try:
         estimators[0].load_state_dict(saved["feat"])
         estimators[1].load_state_dict(saved["out"])

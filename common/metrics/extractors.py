@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from common.checkpoint import CheckpointError, read_weights
 from common.metrics.base import FeatureExtractor, state_dict_sha256
 from common.metrics.inception import FIDInceptionV3, fold_batchnorm, nvidia_to_torchvision
 from common.metrics.proxy import ProxyExtractor, load_proxy
@@ -52,7 +53,9 @@ def load_inception_state(path: str | os.PathLike) -> dict[str, Tensor]:
     path = Path(path)
     if _is_torchscript(path):
         return nvidia_to_torchvision(_jit_load(path, "cpu").state_dict())
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights(path)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not the Inception state dict")
     return nvidia_to_torchvision(state) if "layers.conv.beta" in state else dict(state)
 
 

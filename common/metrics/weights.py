@@ -155,10 +155,11 @@ def load_vgg16_imagenet(path: str | os.PathLike | None = None, allow_download: b
     Expects ImageNet-normalised RGB input; ``model.features[:23]`` ends at relu4_3 (GH-Feat's perceptual layer,
     Keras ``block4_conv3``). A missing or wrong file raises :class:`WeightsNotFoundError` with how to provide it.
     """
-    import torch
     import torchvision
+
+    from common.checkpoint import read_weights
 
     file = resolve_weights(VGG16_IMAGENET_WEIGHTS, path, allow_download)
     model = torchvision.models.vgg16(weights=None)
-    model.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
+    model.load_state_dict(read_weights(file))
     return model.eval().requires_grad_(False)

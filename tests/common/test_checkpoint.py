@@ -79,6 +79,27 @@ def test_foreign_and_corrupt_files_give_clear_errors(tmp_path):
         checkpoint.load_checkpoint(tmp_path / "cut.pt")
 
 
+def test_refusals_never_advise_an_unsafe_load(tmp_path):
+    """Random bytes and a pickle naming os.system: one line that says what was refused, without torch's advice to
+    retry with weights_only=False (which would run the file's code)."""
+    (tmp_path / "random.pt").write_bytes(np.random.default_rng(0).bytes(300))
+    (tmp_path / "payload.pt").write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
+    for name in ("random.pt", "payload.pt"):
+        for load in (checkpoint.load_checkpoint, checkpoint.read_weights):
+            with pytest.raises(CheckpointError) as caught:
+                load(tmp_path / name)
+            message = str(caught.value)
+            assert name in message and "\n" not in message
+            assert "weights_only` set to `False`" not in message and "weights_only=False" not in message
+            assert "trusted source" not in message and "you have two options" not in message
+    with pytest.raises(CheckpointError, match="refuses"):
+        checkpoint.read_weights(tmp_path / "payload.pt")
+    torch.save({"w": torch.ones(2)}, tmp_path / "state.pt")
+    assert torch.equal(checkpoint.read_weights(tmp_path / "state.pt")["w"], torch.ones(2))
+    with pytest.raises(CheckpointError, match="no file at"):
+        checkpoint.read_weights(tmp_path / "missing.pt")
+
+
 def test_keep_last_n_and_resolve_resume(tmp_path):
     manager = CheckpointManager(tmp_path, keep_last=2)
     for step in (10, 20, 30):

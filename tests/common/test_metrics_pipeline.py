@@ -193,6 +193,11 @@ def test_cli_errors_are_clear(data, monkeypatch):
     assert result.exit_code == 2 and "--generator your.module:function" in result.output
     result = _cli(data, "fid", "--real", str(root / "real.zip"), "--extractor", "proxy", "--device", "cpu")
     assert result.exit_code == 2 and "exactly one of --fake" in result.output
+    (root / "corrupt_inception.pth").write_bytes(bytes(range(256)) * 20)  # not a state dict: one line, no advice
+    result = _cli(data, "fid", "--real", str(root / "real.zip"), "--fake", str(root / "fake.npz"), "--weights",
+                  str(root / "corrupt_inception.pth"), "--device", "cpu")
+    assert result.exit_code != 0 and "corrupt_inception.pth" in result.output and "Traceback" not in result.output
+    assert "weights_only` set to `False`" not in result.output
 
 
 def _free_port() -> int:
