@@ -154,6 +154,26 @@ def failed_start_undone(setup: RunSetup) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def output_run(setup: RunSetup) -> Iterator[None]:
+    """For CLIs that write a result instead of training (sampling, evaluation, pseudo-labels, prototypes): a run dir
+    given with ``--resume`` keeps the record of the run that made it (its ``config.yaml`` is put back, or removed if
+    it had none), whether the command succeeds or fails; a run dir this command created is removed if it fails."""
+    try:
+        yield
+    except BaseException:
+        if setup.info.is_main and setup.created:
+            shutil.rmtree(setup.run_dir, ignore_errors=True)
+        raise
+    finally:
+        if setup.info.is_main and not setup.created:
+            record = setup.run_dir / RESOLVED_CONFIG
+            if setup.previous_config is not None:
+                record.write_text(setup.previous_config)
+            else:
+                record.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the errors users cause (bad config, dataset or checkpoint) into one ``Error: ...`` line, exit 1."""
     try:

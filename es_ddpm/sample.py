@@ -23,7 +23,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from common import checkpoint, dist
-from common.cli import common_options, setup_run, user_errors
+from common.cli import common_options, output_run, setup_run, user_errors
 from common.config import ConfigError
 from common.data import DatasetError
 from common.report import save_image_grid
@@ -191,7 +191,7 @@ def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume
     sets = [f"sample.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in flags.items() if v is not None]
     setup = setup_run(ESDDPMConfig, "es_ddpm_samples", str(config_path(cfg)) if cfg else None, [*overrides, *sets],
                       outdir, None, seed, device)
-    with user_errors():
+    with output_run(setup), user_errors():
         run(setup.cfg, setup.run_dir, setup.info.device, edit)
     dist.cleanup()
 

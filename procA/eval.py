@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from common import dist
-from common.cli import common_options, setup_run, user_errors
+from common.cli import common_options, output_run, setup_run, user_errors
 from common.metrics.segmentation import segmentation_scores
 from common.report import markdown_table
 from procA.config import ProCAConfig
@@ -58,7 +58,7 @@ def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume
     setup = setup_run(ProCAConfig, "procA", cfg, overrides, outdir, resume, seed, device)
     c = setup.cfg
     scales, flip = ((1.0,), False) if single_scale else (c.eval.scales, c.eval.flip)
-    with user_errors():
+    with output_run(setup), user_errors():
         model = build_model(c, str(model_path), setup.info.device)
         matrix = evaluate(model, val_batches(c, c.eval.batch_size), c.model.num_classes, setup.info.device,
                           scales, flip)

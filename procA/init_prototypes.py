@@ -15,7 +15,7 @@ from torch import Tensor
 
 from common import dist
 from common.checkpoint import atomic_save
-from common.cli import common_options, setup_run, user_errors
+from common.cli import common_options, output_run, setup_run, user_errors
 from procA.config import ProCAConfig
 from procA.contrast import labels_at, pixels
 from procA.data import build_dataset
@@ -56,12 +56,12 @@ def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume
          device: str | None, ckpt: str) -> None:
     """Estimate the initial feature- and output-level prototypes over the source set."""
     setup = setup_run(ProCAConfig, "procA", cfg, overrides, outdir, resume, seed, device)
-    with user_errors():
+    with output_run(setup), user_errors():
         protos = init_prototypes(setup.cfg, ckpt, setup.info.device)
-    if setup.info.is_main:
-        path = atomic_save(protos, Path(setup.run_dir) / PROTOTYPES_FILE)
-        absent = int((protos["feat"]["Amount"] == 0).sum())
-        dist.print0(f"done: prototypes of {len(protos['feat']['Amount'])} classes ({absent} absent) -> {path}")
+        if setup.info.is_main:
+            path = atomic_save(protos, Path(setup.run_dir) / PROTOTYPES_FILE)
+            absent = int((protos["feat"]["Amount"] == 0).sum())
+            dist.print0(f"done: prototypes of {len(protos['feat']['Amount'])} classes ({absent} absent) -> {path}")
     dist.cleanup()
 
 

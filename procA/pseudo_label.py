@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from common import dist
-from common.cli import common_options, setup_run, user_errors
+from common.cli import common_options, output_run, setup_run, user_errors
 from procA.config import ProCAConfig
 from procA.data import build_dataset
 from procA.labels import CITYSCAPES_PALETTE, IGNORE_LABEL
@@ -93,7 +93,7 @@ def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume
          device: str | None, ckpt: str) -> None:
     """Offline pseudo-labels of the target train set for self-training."""
     setup = setup_run(ProCAConfig, "procA", cfg, overrides, outdir, resume, seed, device)
-    with user_errors():
+    with output_run(setup), user_errors():
         thresholds = generate_pseudo_labels(setup.cfg, ckpt, Path(setup.run_dir) / LABELS_DIR, setup.info.device)
     dist.print0(f"done: thresholds {np.round(thresholds, 3).tolist()} -> {Path(setup.run_dir) / LABELS_DIR}")
 

@@ -7,7 +7,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from common.cli import common_options, next_run_dir, setup_run
+from common.cli import common_options, next_run_dir, output_run, setup_run, user_errors
+from common.config import ConfigError
 
 
 @dataclass
@@ -85,3 +86,39 @@ def test_user_errors_become_one_line_click_errors(tmp_path):
     for what, message in (("data", "dataset path"), ("ckpt", "no checkpoint file")):
         result = CliRunner().invoke(run, ["--what", what])
         assert result.exit_code == 1 and f"Error: {message}" in result.output and "Traceback" not in result.output
+
+
+def _output_command(seen: dict, fail: bool):
+    @click.command()
+    @common_options
+    def sample(**kwargs):
+        setup = setup_run(ToyConfig, "toy", **kwargs)
+        seen["setup"] = setup
+        with output_run(setup), user_errors():
+            if fail:
+                raise ConfigError("sample: no such prior")
+            (setup.run_dir / "samples.npz").write_bytes(b"ok")
+
+    return sample
+
+
+def test_output_cli_keeps_the_run_record_and_leaves_no_trace_when_it_fails(tmp_path):
+    runs = tmp_path / "runs"
+    train = runs / "00000-train"
+    train.mkdir(parents=True)
+    (train / "config.yaml").write_text("seed: 0\nlr: 0.5\n")
+    record = (train / "config.yaml").read_bytes()
+    for fail in (True, False):  # --resume RUN --set lr=0.1: the training run's record is never rewritten
+        result = CliRunner().invoke(_output_command({}, fail), ["--resume", str(train), "--set", "lr=0.1",
+                                                                 "--device", "cpu"])
+        assert (result.exit_code != 0) == fail, result.output
+        assert (train / "config.yaml").read_bytes() == record
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["--resume", str(empty), "--cfg", str(train / "config.yaml"), "--device", "cpu"]
+    result = CliRunner().invoke(_output_command({}, False), args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in empty.iterdir()) == ["samples.npz"]  # no config.yaml left in a foreign dir
+    result = CliRunner().invoke(_output_command({}, True), ["--outdir", str(tmp_path / "new"), "--device", "cpu"])
+    assert result.exit_code == 1 and "no such prior" in result.output and "Traceback" not in result.output
+    assert not list((tmp_path / "new").iterdir())  # the run dir it created is gone

@@ -96,6 +96,7 @@ def test_sample_cli_npz_prior_edit_and_errors(trained, tmp_path):
     bad = runner.invoke(sample_main, [*args, "--prior", "npz", "--prior-path", str(tmp_path / "prior.npz"),
                                       "--chain", "ddim999"])
     assert bad.exit_code == 1 and "no integer stride gives exactly 999" in bad.output
+    assert len(list((tmp_path / "out").iterdir())) == 2  # the failed starts left no run dir behind
 
 
 def test_vae_decoder_variance_follows_the_es_bound():
