@@ -85,8 +85,12 @@ class RunSetup:
     snapshots: frozenset[tuple[str, int]] = frozenset()  # run_dir's snapshot files (name, mtime) at the start
 
 
+_SNAPSHOT_NAME = re.compile(r"^.+-\d{9}\.pt$")  # CheckpointManager's <prefix>-<step:09d>.pt (snapshot-, vae-, gan-)
+
+
 def _snapshot_files(run_dir: Path) -> frozenset[tuple[str, int]]:
-    return frozenset((p.name, p.stat().st_mtime_ns) for p in Path(run_dir).glob("snapshot-*.pt"))
+    return frozenset((p.name, p.stat().st_mtime_ns) for p in Path(run_dir).glob("*-*.pt")
+                     if _SNAPSHOT_NAME.match(p.name))
 
 
 def setup_run(
@@ -135,11 +139,12 @@ def setup_run(
 
 
 @contextlib.contextmanager
-def failed_start_undone(setup: RunSetup) -> Iterator[None]:
+def failed_start_undone(setup: RunSetup, remove_untrained: bool = True) -> Iterator[None]:
     """A start that fails before writing its first snapshot leaves no trace: a run dir it created is removed, a run
     dir it resumed gets its ``config.yaml`` back (e.g. after ``--resume RUN --set G.channel_max=32`` did not fit the
     snapshot). Failures after a new snapshot keep everything (the work since then is what resume continues); a start
-    that trained nothing (resuming a finished snapshot into a new run dir) leaves no run dir either."""
+    that trained nothing (resuming a finished snapshot into a new run dir) leaves no run dir either, unless
+    ``remove_untrained`` is False (trainers that write a final model file even then)."""
     try:
         yield
     except BaseException:
@@ -149,7 +154,7 @@ def failed_start_undone(setup: RunSetup) -> Iterator[None]:
             elif setup.previous_config is not None:
                 (setup.run_dir / RESOLVED_CONFIG).write_text(setup.previous_config)
         raise
-    if setup.info.is_main and setup.created and not _snapshot_files(setup.run_dir):
+    if remove_untrained and setup.info.is_main and setup.created and not _snapshot_files(setup.run_dir):
         shutil.rmtree(setup.run_dir, ignore_errors=True)  # nothing was trained (a finished snapshot resumed)
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from common import checkpoint, dist
-from common.cli import common_options, setup_run, user_errors
+from common.cli import common_options, failed_start_undone, setup_run, user_errors
 from common.config import ConfigError, to_dict
 from common.data import infinite_loader
 from common.logging import Progress, ScalarLogger
@@ -123,7 +123,7 @@ def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume
     """Train the DDPM (full-length, or truncated at train.max_timestep = T') or the Gaussian-decoder VAE prior."""
     setup = setup_run(ESDDPMConfig, "es_ddpm", str(config_path(cfg)) if cfg else None, overrides, outdir, resume,
                       seed, device)
-    with user_errors():
+    with failed_start_undone(setup, remove_untrained=False), user_errors():
         if what == "vae":
             stats = train_vae(setup.cfg, setup.run_dir, setup.info.device, resume=setup.resume_from)
         else:

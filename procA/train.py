@@ -14,7 +14,7 @@ from collections.abc import Callable
 import click
 
 from common import dist
-from common.cli import common_options, setup_run, user_errors
+from common.cli import common_options, failed_start_undone, setup_run, user_errors
 from procA.config import ProCAConfig
 from procA.training import Stage, train_stage
 
@@ -27,7 +27,7 @@ def stage_command(stage: Stage, help_text: str) -> Callable[..., None]:
     def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume: str | None,
              seed: int | None, device: str | None) -> None:
         setup = setup_run(ProCAConfig, "procA", cfg, overrides, outdir, resume, seed, device)
-        with user_errors():
+        with failed_start_undone(setup, remove_untrained=False), user_errors():
             path = train_stage(setup.cfg, stage, setup.run_dir, setup.info.device, resume=setup.resume_from)
         dist.print0(f"done: {stage} model -> {path}")
         dist.cleanup()

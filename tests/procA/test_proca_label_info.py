@@ -194,6 +194,7 @@ def test_training_without_label_info_says_how_to_build_it(tmp_path):
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "Traceback" not in result.output
     assert f"needs {root / 'gtav_label_info.p'}: build it with python -m procA.label_info --dataset gta5" in errors[0]
+    assert not list((tmp_path / "runs").iterdir())  # the failed start left no run dir behind
 
 
 def test_configs_switch_balancing_and_stages_use_the_official_list_length():
