@@ -120,7 +120,10 @@ def setup_run(
     except ConfigError as err:
         raise click.UsageError(str(err)) from None
     configure_threads()
-    info = dist.init_distributed(device)
+    try:
+        info = dist.init_distributed(device)
+    except dist.DeviceError as err:
+        raise click.UsageError(str(err)) from None
     dist.seed_all(getattr(config, seed_key, 0))
     created, previous = False, None
     if resume_path is not None and resume_path.is_dir():

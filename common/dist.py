@@ -66,14 +66,25 @@ def _launch_env() -> tuple[int, int, int]:
     return 0, 1, 0
 
 
+class DeviceError(ValueError):
+    """A ``--device`` that is no device or is not available here (the CLIs show it as one usage line)."""
+
+
 def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
     """``None``/'auto' -> this rank's GPU if CUDA is available, else CPU; 'cuda' -> ``cuda:<local_rank>``."""
     if device in (None, "", "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise DeviceError(f"--device {device!r} is not a device; use cpu, cuda, cuda:N or auto") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise DeviceError(f"--device {device!r}: only cpu and cuda devices are supported; use cpu, cuda or cuda:N")
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"--device {device} was asked for but CUDA is not available; use --device cpu")
+            raise DeviceError(f"--device {device} was asked for but CUDA is not available; use --device cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank)
         torch.cuda.set_device(resolved)

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from common.checkpoint import CheckpointError
+from common.dist import resolve_device
 from common.report import save_image_grid
 from common.stylegan2.generate import load_generator, parse_seeds
 from eqgan.spatial import LEVELS, SpatialSynthesisNetwork, generate_heatmap_multi, heatmap_spec
@@ -64,7 +65,9 @@ def main(network: str, seeds: str, truncation_psi: float, centers: str | None, h
     """Write grid.png and heatmaps.png: each seed with its drawn heatmap (and with the edit)."""
     if centers is not None and heatmap_file is not None:
         raise click.UsageError("give --centers or --heatmap, not both")
+    seed_list = parse_seeds(seeds)
     try:
+        device = resolve_device(device)
         G = load_generator(network, device)
     except (CheckpointError, OSError, ValueError) as err:
         raise click.UsageError(str(err)) from None
@@ -73,7 +76,6 @@ def main(network: str, seeds: str, truncation_psi: float, centers: str | None, h
                                "python -m common.stylegan2.generate")
     if G.c_dim:
         raise click.UsageError("eqgan.generate supports unconditional generators (the paper's)")
-    seed_list = parse_seeds(seeds)
     res, edit = G.img_resolution, centers is not None or heatmap_file is not None
     images: list[list[np.ndarray]] = [[], []]
     maps: list[list[np.ndarray]] = [[], []]

@@ -82,7 +82,10 @@ def _run(metric: str, default_extractor: str, default_max_real: int | None,
          compute: Callable[..., tuple[str, dict[str, float]]], **opts: Any) -> None:
     """Shared setup (devices, data, extractor), the metric, the one-line summary and the JSONL record."""
     configure_threads()
-    info = dist.init_distributed(opts["device"])
+    try:
+        info = dist.init_distributed(opts["device"])
+    except dist.DeviceError as err:
+        raise click.UsageError(str(err)) from None
     if (opts["fake"] is None) == (opts["network"] is None):
         raise click.UsageError("give exactly one of --fake PATH and --network CKPT")
     try:

@@ -16,18 +16,45 @@ from PIL import Image
 from torch import nn
 
 from common.checkpoint import CheckpointError
+from common.dist import resolve_device
 from common.report import save_image_grid
 from common.stylegan2.snapshot import load_networks
 from common.stylegan2.training import generate_images
 
+MAX_SEED = 2**32 - 1  # numpy RandomState's range
+
 
 def parse_seeds(text: str) -> list[int]:
-    """'0-3,7' -> [0, 1, 2, 3, 7]."""
+    """'0-3,7' -> [0, 1, 2, 3, 7]; anything else (not a number, a negative or too large seed, an empty or reversed
+    range) is a ``click.BadParameter`` naming the part."""
     seeds: list[int] = []
     for part in text.split(","):
-        lo, sep, hi = part.partition("-")
-        seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+        lo, sep, hi = part.strip().partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise click.BadParameter(f"{part!r} in {text!r}: give seeds like 0-15 or 1,5,9 (integers 0..{MAX_SEED})",
+                                     param_hint="--seeds")
+        first, last = int(lo), int(hi) if sep else int(lo)
+        if last < first or last > MAX_SEED:
+            raise click.BadParameter(f"{part!r}: a range goes from low to high within 0..{MAX_SEED}",
+                                     param_hint="--seeds")
+        seeds += range(first, last + 1)
     return seeds
+
+
+def class_vector(G: nn.Module, class_idx: int | None, count: int, device: torch.device | str) -> torch.Tensor | None:
+    """One-hot labels of ``class_idx`` for a conditional G (a usage error when missing or out of range), None for an
+    unconditional one (with a warning if a class was given)."""
+    if not G.c_dim:
+        if class_idx is not None:
+            click.echo("warning: --class is ignored by an unconditional generator", err=True)
+        return None
+    if class_idx is None:
+        raise click.UsageError(f"this generator is conditional ({G.c_dim} classes): pass --class")
+    if not 0 <= class_idx < G.c_dim:
+        raise click.UsageError(f"--class {class_idx}: this generator has classes 0..{G.c_dim - 1}")
+    c = torch.zeros([count, G.c_dim], device=device)
+    c[:, class_idx] = 1
+    return c
 
 
 def load_generator(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
@@ -48,20 +75,14 @@ def main(
     network: str, seeds: str, truncation_psi: float, class_idx: int | None, noise_mode: str, outdir: str, device: str
 ) -> None:
     """Write grid.png (and one PNG per seed) from a generator."""
+    seed_list = parse_seeds(seeds)
     try:
+        device = resolve_device(device)
         G = load_generator(network, device)
     except (CheckpointError, OSError, ValueError) as err:
         raise click.UsageError(str(err)) from None
-    seed_list = parse_seeds(seeds)
     z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seed_list])).float().to(device)
-    c = None
-    if G.c_dim:
-        if class_idx is None:
-            raise click.UsageError(f"this generator is conditional ({G.c_dim} classes): pass --class")
-        c = torch.zeros([len(seed_list), G.c_dim], device=device)
-        c[:, class_idx] = 1
-    elif class_idx is not None:
-        click.echo("warning: --class is ignored by an unconditional generator", err=True)
+    c = class_vector(G, class_idx, len(seed_list), device)
     images = generate_images(G, z, c, truncation_psi=truncation_psi, noise_mode=noise_mode)
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)

@@ -61,13 +61,15 @@ def test_shared_options_load_config_and_write_resolved_config(tmp_path):
     [
         (["--set", "lrr=1"], "unknown config key 'lrr'"),
         (["--set", "lr=fast"], "wrong type for config key 'lr'"),
+        (["--device", "bogus"], "--device 'bogus' is not a device"),
     ],
 )
 def test_config_errors_are_one_line_usage_errors(tmp_path, args, message):
-    result = CliRunner().invoke(_command({}), [*args, "--outdir", str(tmp_path), "--device", "cpu"])
+    result = CliRunner().invoke(_command({}), ["--device", "cpu", *args, "--outdir", str(tmp_path)])
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+    assert not list(tmp_path.iterdir())  # no run dir
 
 
 def test_user_errors_become_one_line_click_errors(tmp_path):
