@@ -8,7 +8,12 @@ One file per paper table row holds every stage: ``source_only`` (stage 1), ``pro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
+
+from common.config import config_row
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 @dataclass
@@ -127,3 +132,8 @@ class ProCAConfig:
 
 
 STAGES = ("source_only", "proca", "self_training")
+
+
+def config_path(name: str | None) -> str | None:
+    """``--cfg tiny`` / ``gta5`` / ``synthia`` -> ``procA/configs/<name>.yaml``; a ``.yaml`` path is used as given."""
+    return None if name is None else str(config_row(CONFIG_DIR, name))

@@ -17,7 +17,7 @@ from common import dist
 from common.cli import common_options, output_run, setup_run, user_errors
 from common.metrics.segmentation import segmentation_scores
 from common.report import markdown_table
-from procA.config import ProCAConfig
+from procA.config import ProCAConfig, config_path
 from procA.evaluate import evaluate
 from procA.labels import CLASSES_16, CLASSES_19, SYNTHIA_13_OF_16
 from procA.synthetic import CLASSES as SYNTHETIC_CLASSES
@@ -55,7 +55,7 @@ def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume
          device: str | None, ckpt: str, single_scale: bool, select: str) -> None:
     """Evaluate a model on the target val set."""
     model_path = selected_model(ckpt, select)  # before the run dir exists: a bad --select writes nothing
-    setup = setup_run(ProCAConfig, "procA", cfg, overrides, outdir, resume, seed, device)
+    setup = setup_run(ProCAConfig, "procA", config_path(cfg), overrides, outdir, resume, seed, device)
     c = setup.cfg
     scales, flip = ((1.0,), False) if single_scale else (c.eval.scales, c.eval.flip)
     with output_run(setup), user_errors():

@@ -16,7 +16,7 @@ from torch import Tensor
 from common import dist
 from common.checkpoint import atomic_save
 from common.cli import common_options, output_run, setup_run, user_errors
-from procA.config import ProCAConfig
+from procA.config import ProCAConfig, config_path
 from procA.contrast import labels_at, pixels
 from procA.data import build_dataset
 from procA.labels import IGNORE_LABEL
@@ -55,7 +55,7 @@ def init_prototypes(cfg: ProCAConfig, model_path: str, device: torch.device) -> 
 def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume: str | None, seed: int | None,
          device: str | None, ckpt: str) -> None:
     """Estimate the initial feature- and output-level prototypes over the source set."""
-    setup = setup_run(ProCAConfig, "procA", cfg, overrides, outdir, resume, seed, device)
+    setup = setup_run(ProCAConfig, "procA", config_path(cfg), overrides, outdir, resume, seed, device)
     with output_run(setup), user_errors():
         protos = init_prototypes(setup.cfg, ckpt, setup.info.device)
         if setup.info.is_main:

@@ -26,7 +26,7 @@ from common import dist
 from common.checkpoint import CheckpointManager, atomic_save
 from common.cli import setup_run, user_errors
 from common.metrics.segmentation import segmentation_scores
-from procA.config import ProCAConfig
+from procA.config import ProCAConfig, config_path
 from procA.eval import SELECT
 from procA.evaluate import evaluate
 from procA.init_prototypes import init_prototypes
@@ -94,7 +94,7 @@ def main(cfg: str, overrides: tuple[str, ...], outdir: str, seed: int | None, de
     """Run source-only -> prototypes -> ProCA -> pseudo-labels -> self-training, then the multi-scale test."""
     if select == "best":  # before anything is written
         check_best_models(Path(outdir))
-    setup = setup_run(ProCAConfig, "procA", cfg, overrides, str(Path(outdir) / "runs"), None, seed, device)
+    setup = setup_run(ProCAConfig, "procA", config_path(cfg), overrides, str(Path(outdir) / "runs"), None, seed, device)
     c = setup.cfg
     with user_errors():
         models = run_pipeline(c, Path(outdir), setup.info.device)

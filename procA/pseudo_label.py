@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from common import dist
 from common.cli import common_options, output_run, setup_run, user_errors
-from procA.config import ProCAConfig
+from procA.config import ProCAConfig, config_path
 from procA.data import build_dataset
 from procA.labels import CITYSCAPES_PALETTE, IGNORE_LABEL
 from procA.training import build_model
@@ -92,7 +92,7 @@ def generate_pseudo_labels(cfg: ProCAConfig, model_path: str, out_dir: Path, dev
 def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume: str | None, seed: int | None,
          device: str | None, ckpt: str) -> None:
     """Offline pseudo-labels of the target train set for self-training."""
-    setup = setup_run(ProCAConfig, "procA", cfg, overrides, outdir, resume, seed, device)
+    setup = setup_run(ProCAConfig, "procA", config_path(cfg), overrides, outdir, resume, seed, device)
     with output_run(setup), user_errors():
         thresholds = generate_pseudo_labels(setup.cfg, ckpt, Path(setup.run_dir) / LABELS_DIR, setup.info.device)
     dist.print0(f"done: thresholds {np.round(thresholds, 3).tolist()} -> {Path(setup.run_dir) / LABELS_DIR}")

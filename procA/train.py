@@ -15,7 +15,7 @@ import click
 
 from common import dist
 from common.cli import common_options, failed_start_undone, setup_run, user_errors
-from procA.config import ProCAConfig
+from procA.config import ProCAConfig, config_path
 from procA.training import Stage, train_stage
 
 
@@ -26,7 +26,7 @@ def stage_command(stage: Stage, help_text: str) -> Callable[..., None]:
     @common_options
     def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume: str | None,
              seed: int | None, device: str | None) -> None:
-        setup = setup_run(ProCAConfig, "procA", cfg, overrides, outdir, resume, seed, device)
+        setup = setup_run(ProCAConfig, "procA", config_path(cfg), overrides, outdir, resume, seed, device)
         with failed_start_undone(setup, remove_untrained=False), user_errors():
             path = train_stage(setup.cfg, stage, setup.run_dir, setup.info.device, resume=setup.resume_from)
         dist.print0(f"done: {stage} model -> {path}")

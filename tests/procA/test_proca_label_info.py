@@ -188,7 +188,7 @@ def test_balanced_source_follows_the_list_and_unknown_files_are_an_error(tmp_pat
 def test_training_without_label_info_says_how_to_build_it(tmp_path):
     root = _gta5_root(tmp_path)
     result = CliRunner().invoke(train_src_main, [
-        "--cfg", str(TINY), "--outdir", str(tmp_path / "runs"), "--set", "data.source=gta5",
+        "--cfg", "tiny", "--outdir", str(tmp_path / "runs"), "--set", "data.source=gta5",
         "--set", f"data.source_root={root}", "--set", "data.class_balanced=true"])
     assert result.exit_code != 0
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]

@@ -176,7 +176,7 @@ def test_select_best_evaluates_model_best_and_refuses_without_it(tmp_path):
     run_dir = tmp_path / "src"
     run_dir.mkdir()
     train_stage(_cfg("source_only.iters=1"), "source_only", run_dir, torch.device("cpu"))
-    args = ["--cfg", str(TINY), *[a for s in SHRINK for a in ("--set", s)], "--outdir", str(tmp_path / "evals"),
+    args = ["--cfg", "tiny", *[a for s in SHRINK for a in ("--set", s)], "--outdir", str(tmp_path / "evals"),
             "--ckpt", str(run_dir / "model.pt"), "--single-scale", "--select", "best"]
     result = CliRunner().invoke(eval_main, args)
     assert result.exit_code == 0, result.output
