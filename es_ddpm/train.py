@@ -10,6 +10,7 @@ continues bit for bit.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import click
@@ -51,6 +52,15 @@ def sample_timesteps(batch: int, num_timesteps: int, max_timestep: int | None, d
 
 def _check(cfg: ESDDPMConfig) -> None:
     t = cfg.train
+    for key in ("batch", "iterations", "log_every", "snapshot_every", "keep_snapshots"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"train.{key}={getattr(t, key)} must be >= 1")
+    for key in ("warmup_steps", "lr_anneal_steps"):
+        if getattr(t, key) < 0:
+            raise ConfigError(f"train.{key}={getattr(t, key)} must be >= 0")
+    if not (math.isfinite(t.lr) and t.lr > 0) or not 0 <= t.ema_rate < 1 or not math.isfinite(t.weight_decay):
+        raise ConfigError(f"train.lr={t.lr} must be a finite number > 0, train.ema_rate={t.ema_rate} in [0, 1) and "
+                          f"train.weight_decay={t.weight_decay} finite")
     if t.max_timestep is not None and not 1 <= t.max_timestep <= cfg.diffusion.diffusion_steps:
         raise ConfigError(f"train.max_timestep={t.max_timestep} must be in 1..{cfg.diffusion.diffusion_steps} "
                           "(or null for the full-length DDPM)")

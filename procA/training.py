@@ -24,6 +24,7 @@ Optimisation: SGD for the backbone and SGD with ``head_lr_mult`` x the LR for th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -213,10 +214,23 @@ def _cpu_weights(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in dist.unwrap(model).state_dict().items()}
 
 
+def check_stage(s: StageConfig, stage: Stage) -> None:
+    """One ``ConfigError`` line for stage values the loop cannot run with (instead of a traceback mid-way)."""
+    for key in ("iters", "max_iters", "batch_size", "eval_every", "snapshot_every"):
+        if getattr(s, key) < 1:
+            raise ConfigError(f"{stage}.{key}={getattr(s, key)} must be >= 1")
+    if s.iters > s.max_iters:
+        raise ConfigError(f"{stage}.iters={s.iters} exceeds {stage}.max_iters={s.max_iters}, the poly schedule's "
+                          "horizon (its LR would turn negative); raise max_iters or lower iters")
+    if not (math.isfinite(s.lr) and s.lr > 0):
+        raise ConfigError(f"{stage}.lr={s.lr} must be a finite number > 0")
+
+
 def train_stage(cfg: ProCAConfig, stage: Stage, run_dir: Path, device: torch.device,
                 resume: Path | None = None) -> Path:
     """Run one stage into ``run_dir`` (``resume``: run dir or snapshot); returns ``model.pt`` (+ ``model_best.pt``)."""
     s: StageConfig = getattr(cfg, stage)
+    check_stage(s, stage)
     if resume is None:  # a stage's result depends on its config only, not on what ran before in this process
         dist.seed_all(cfg.seed)
     model = build_model(cfg, s.init, device).train()

@@ -69,4 +69,9 @@ def test_bad_values_are_one_line_errors(tmp_path):
     assert result.exit_code == 2 and "unknown config key 'lr_g'" in result.output
     result = runner.invoke(main, ["--cfg", "tiny", "--set", "model.image_size=32", "--outdir", str(tmp_path)])
     assert result.exit_code == 1 and "expects 1x32px" in result.output and "Traceback" not in result.output
+    for value, message in (("train.snapshot_every=0", "train.snapshot_every=0 must be >= 1"),
+                           ("train.batch=0", "train.batch=0 must be >= 1"),
+                           ("train.lr=nan", "must be a finite number > 0")):
+        result = runner.invoke(main, ["--cfg", "tiny", "--set", value, "--outdir", str(tmp_path)])
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, value
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # the failed starts left no run dir behind
