@@ -93,8 +93,17 @@ def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
     except pickle.UnpicklingError as err:
         raise CheckpointError(f"{path} is not a weights-only file: a safe load refuses it ({refusal_reason(err)})"
                               ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - torch.load raises KeyError, RuntimeError, ... on damaged files
         raise CheckpointError(f"{path} is truncated or corrupt and cannot be read ({refusal_reason(err)})") from None
+
+
+def saved_module(ckpt: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
+    """The state dict of module ``name`` in a loaded snapshot; another package's snapshot is one clear line."""
+    modules = ckpt.get("modules", {})
+    if name not in modules:
+        raise CheckpointError(f"{source} has no module named {name} (it has: {', '.join(modules) or 'none'}); "
+                              "is it a snapshot of another package or stage?")
+    return modules[name]
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -110,7 +119,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             "it is not a genforce-papers snapshot. Official StyleGAN2-ADA .pkl files go through "
             "common.stylegan2's importer instead."
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 - torch.load raises KeyError, RuntimeError, ... on damaged files
         raise CheckpointError(f"{path} is truncated or corrupt and cannot be read ({refusal_reason(err)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a genforce-papers snapshot (no '{FORMAT}' marker)")

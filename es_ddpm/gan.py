@@ -102,5 +102,5 @@ def load_gan(path: str | Path, cfg: ESDDPMConfig, device: torch.device | str = "
     """The trained DCGAN generator from a ``gan-*.pt`` snapshot (or the run dir holding one), in eval mode."""
     ckpt = checkpoint.load_checkpoint(checkpoint.resolve_resume(path, prefix="gan"), map_location="cpu")
     G = build_generator(cfg)
-    checkpoint.load_module_state(G, ckpt["modules"]["G"], "G", str(path))
+    checkpoint.load_module_state(G, checkpoint.saved_module(ckpt, "G", str(path)), "G", str(path))
     return G.eval().requires_grad_(False).to(device)

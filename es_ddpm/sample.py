@@ -61,7 +61,7 @@ def load_ddpm(path: str | Path, cfg: ESDDPMConfig, device: torch.device | str = 
     model = build_unet(cfg.model)
     state = _read_weights(checkpoint.resolve_resume(path) if path.is_dir() else path)
     if state.get("format") == checkpoint.FORMAT:
-        checkpoint.load_module_state(model, state["modules"]["ema"], "ema", str(path))
+        checkpoint.load_module_state(model, checkpoint.saved_module(state, "ema", str(path)), "ema", str(path))
     else:
         checkpoint.load_module_state(model, state, "UNet", f"official checkpoint {path}")
     return model.eval().requires_grad_(False).to(device)

@@ -119,5 +119,5 @@ def load_vae(path: str | Path, cfg: ESDDPMConfig, device: torch.device | str = "
     """A trained VAE from a ``vae-*.pt`` snapshot (or the run dir holding one)."""
     ckpt = checkpoint.load_checkpoint(checkpoint.resolve_resume(path, prefix="vae"), map_location="cpu")
     vae = build_vae(cfg)
-    checkpoint.load_module_state(vae, ckpt["modules"]["vae"], "vae", str(path))
+    checkpoint.load_module_state(vae, checkpoint.saved_module(ckpt, "vae", str(path)), "vae", str(path))
     return vae.eval().requires_grad_(False).to(device)

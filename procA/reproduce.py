@@ -37,9 +37,10 @@ from common.config import config_from_dict, load_config, to_dict
 from common.logging import read_scalars
 from common.metrics.segmentation import segmentation_scores
 from common.report import Report
+from common.stylegan2.rows import parse_seeds
 from common.threads import configure_threads
 from procA import synthetic
-from procA.config import ProCAConfig
+from procA.config import CONFIG_DIR, ProCAConfig
 from procA.data import build_dataset, denormalize
 from procA.evaluate import evaluate, multiscale_probs
 from procA.init_prototypes import init_prototypes
@@ -47,7 +48,7 @@ from procA.pipeline import run_training, with_values
 from procA.pseudo_label import LABELS_DIR, generate_pseudo_labels
 from procA.training import build_model, save_model, val_batches
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIGS = CONFIG_DIR
 ADABN = "AdaBN (stage 1, no training)"
 TAU_ARMS = {"ProCA (τ = 1)": 1.0, "ProCA (τ = 0.1)": 0.1}
 ARMS = (ADABN, "source-only", "control (λ=0)", "ProCA", *TAU_ARMS, "ProCA + self-training",
@@ -333,18 +334,18 @@ def _paper_preset(preset: str, data: str, gpus: int) -> None:
 @click.option("--preset", default="tiny", show_default=True, help="tiny, gta5 or synthia.")
 @click.option("--data", default="", help="Datasets folder for paper presets.")
 @click.option("--gpus", default=0, type=int, help="torchrun processes for paper presets (0: one process).")
-@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds (tiny).")
+@click.option("--seeds", default="0,1,2", show_default=True, callback=parse_seeds, help="Comma-separated seeds (tiny).")
 @click.option("--workers", default=2, show_default=True, help="Seeds run in parallel (tiny).")
 @click.option("--outdir", default=None, help="Report folder [results/procA/<preset>].")
 @click.option("--smoke", is_flag=True, help="A few iterations per stage on smaller data (seconds): checks the report.")
-def main(preset: str, data: str, gpus: int, seeds: str, workers: int, outdir: str | None, smoke: bool) -> None:
+def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, outdir: str | None, smoke: bool) -> None:
     """Reproduce ProCA: the tiny CPU ablation (default) or a paper row."""
     if preset != "tiny":
         _paper_preset(preset, data, gpus)
     cfg = load_config(ProCAConfig, CONFIGS / "tiny.yaml", SMOKE if smoke else ())
     out = Path(outdir or f"results/procA/{preset}")
     out.mkdir(parents=True, exist_ok=True)
-    seed_list = [int(s) for s in seeds.split(",")]
+    seed_list = seeds
     print(f"procA tiny: seeds {seed_list}, {workers} worker(s), writing {out}", flush=True)
     start = time.time()
     results = run_all(cfg, seed_list, out, workers)

@@ -44,6 +44,7 @@ from common.checkpoint import (
     read_weights,
     resolve_resume,
     restore,
+    saved_module,
 )
 from common.config import ConfigError, to_dict
 from common.data import infinite_loader
@@ -68,7 +69,7 @@ def build_model(cfg: ProCAConfig, init: str, device: torch.device) -> DeepLabV2:
     m = cfg.model
     model = DeepLabV2(m.num_classes, m.blocks, m.base_width, m.dilate, m.aspp_rates, m.freeze_bn)
     if init:
-        load_module_state(model, load_checkpoint(init)["modules"]["model"], "model", source=init)
+        load_module_state(model, saved_module(load_checkpoint(init), "model", init), "model", source=init)
     elif m.imagenet_weights:
         load_imagenet_weights(model.backbone, m.imagenet_weights)
     model = model.to(device)

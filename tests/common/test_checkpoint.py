@@ -98,6 +98,18 @@ def test_refusals_never_advise_an_unsafe_load(tmp_path):
     assert torch.equal(checkpoint.read_weights(tmp_path / "state.pt")["w"], torch.ones(2))
     with pytest.raises(CheckpointError, match="no file at"):
         checkpoint.read_weights(tmp_path / "missing.pt")
+    (tmp_path / "text.pt").write_text("junk\n")  # torch.load raises a KeyError on this one
+    for load in (checkpoint.load_checkpoint, checkpoint.read_weights):
+        with pytest.raises(CheckpointError, match="truncated or corrupt"):
+            load(tmp_path / "text.pt")
+
+
+def test_another_packages_snapshot_names_its_modules(tmp_path):
+    path = checkpoint.atomic_save(checkpoint.capture(1, {"G": _model()}), tmp_path / "gan.pt")
+    ckpt = checkpoint.load_checkpoint(path)
+    assert set(checkpoint.saved_module(ckpt, "G", str(path))) == set(_model().state_dict())
+    with pytest.raises(CheckpointError, match="has no module named ema \\(it has: G\\); is it a snapshot of another"):
+        checkpoint.saved_module(ckpt, "ema", str(path))
 
 
 def test_keep_last_n_and_resolve_resume(tmp_path):

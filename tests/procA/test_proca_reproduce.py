@@ -18,3 +18,9 @@ def test_smoke_report_has_every_section(tmp_path):
     assert "| sky | building | road | sidewalk | vegetation | car |" in text.replace("| arm ", "")
     for figure in ("overlays.png", "curves_val_miou.png", "curves_contrast.png"):
         assert (tmp_path / figure).stat().st_size > 1000
+
+
+def test_bad_seeds_are_one_usage_line(tmp_path):
+    result = CliRunner().invoke(main, ["--seeds", "a", "--outdir", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "give comma-separated integers" in result.output
+    assert not (tmp_path / "out").exists()
