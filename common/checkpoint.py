@@ -82,12 +82,26 @@ def refusal_reason(err: Exception) -> str:
     return " ".join(text.split()) or type(err).__name__
 
 
+def check_torch_file(path: Path) -> None:
+    """One line for a file that is no ``torch.save`` output at all (a text file, an image): torch.save writes a zip
+    archive (``PK``) or, in the legacy format, a pickle (protocol byte 0x80); anything else would only give the
+    unpickler's cryptic reason (an 'operand' code, a magic number)."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes): a truncated download or copy; fetch or write it again")
+    if not (head.startswith(b"PK") or head[:1] == b"\x80"):
+        raise CheckpointError(f"{path} is not a PyTorch file (neither a torch.save zip nor a pickle); give a snapshot "
+                              ".pt or weights file written by torch.save")
+
+
 def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(weights_only=True)`` of a weights file (state dict, tensors, plain containers) with one-line
     ``CheckpointError`` messages for a missing, refused (Python objects) or truncated/corrupt file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no file at {path}")
+    check_torch_file(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -111,6 +125,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
+    check_torch_file(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

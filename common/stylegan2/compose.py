@@ -38,6 +38,7 @@ METHODS = {
     "insgen": "insgen.method:InsGen",
     "dynamicd": "dynamicd.method:DynamicD",
     "eqgan": "eqgan.method:EqGANSA",
+    "oneshot_gan": "oneshot_gan.method:GenDA",
 }
 EXCLUSIVE_HOOKS = {
     "build_networks": "build the networks",

@@ -9,6 +9,7 @@ derived from the resolution and GPU count exactly as the official ``train.py`` d
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -66,6 +67,13 @@ class LossConfig:
     pl_batch_shrink: int = 2
     style_mixing_prob: float = 0.9
 
+    def __post_init__(self) -> None:
+        _at_least("loss.r1_gamma", self.r1_gamma, 0.0)
+        _at_least("loss.pl_weight", self.pl_weight, 0.0)
+        _at_least("loss.pl_batch_shrink", self.pl_batch_shrink, 1)
+        if not 0 <= self.style_mixing_prob <= 1:
+            raise ConfigError(f"loss.style_mixing_prob is a probability in [0, 1], got {self.style_mixing_prob}")
+
 
 @dataclass
 class OptimConfig:
@@ -75,6 +83,15 @@ class OptimConfig:
     eps: float = 1e-8
     g_reg_interval: int = 4
     d_reg_interval: int = 16
+
+    def __post_init__(self) -> None:
+        for key, lr in (("optim.g_lr", self.g_lr), ("optim.d_lr", self.d_lr)):
+            if lr is not None and not (math.isfinite(lr) and lr > 0):
+                raise ConfigError(f"{key} must be a finite number > 0 (or null: derived), got {lr}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"optim.betas must both be in [0, 1), got {list(self.betas)}")
+        _at_least("optim.g_reg_interval", self.g_reg_interval, 0)
+        _at_least("optim.d_reg_interval", self.d_reg_interval, 0)
 
 
 @dataclass
@@ -101,6 +118,17 @@ class TrainConfig:
     inception_weights: str | None = None  # FID weights file; None: $GENFORCE_INCEPTION_WEIGHTS or the cache
     fp32: bool = False  # force fp32 everywhere (official --fp32)
     init_from: str | None = None  # pretrained start: a project snapshot/run dir or an official .pkl (--resume=pkl)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.total_kimg) and self.total_kimg > 0):
+            raise ConfigError(f"train.total_kimg must be a finite number > 0, got {self.total_kimg}")
+        if not (math.isfinite(self.kimg_per_tick) and self.kimg_per_tick > 0):
+            raise ConfigError(f"train.kimg_per_tick must be a finite number > 0, got {self.kimg_per_tick}")
+        _at_least("train.batch", self.batch, 1)
+        _at_least("train.batch_gpu", self.batch_gpu, 1)
+        _at_least("train.ema_kimg", self.ema_kimg, 0.0)
+        _at_least("train.snap_ticks", self.snap_ticks, 1)
+        _at_least("train.keep_snapshots", self.keep_snapshots, 1)
 
 
 @dataclass
@@ -130,6 +158,12 @@ class StyleGAN2Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+
+def _at_least(key: str, value: float | None, low: float) -> None:
+    """One line for a number below its range (None, a derived 'auto' value, passes)."""
+    if value is not None and not (math.isfinite(value) and value >= low):
+        raise ConfigError(f"{key} must be >= {low:g}, got {value}")
 
 
 def preset_path(name: str) -> Path:

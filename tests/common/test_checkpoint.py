@@ -98,10 +98,13 @@ def test_refusals_never_advise_an_unsafe_load(tmp_path):
     assert torch.equal(checkpoint.read_weights(tmp_path / "state.pt")["w"], torch.ones(2))
     with pytest.raises(CheckpointError, match="no file at"):
         checkpoint.read_weights(tmp_path / "missing.pt")
-    (tmp_path / "text.pt").write_text("junk\n")  # torch.load raises a KeyError on this one
+    (tmp_path / "text.pt").write_text("junk\n")  # torch.load would raise a KeyError on this one
+    (tmp_path / "empty.pt").write_bytes(b"")
     for load in (checkpoint.load_checkpoint, checkpoint.read_weights):
-        with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        with pytest.raises(CheckpointError, match="is not a PyTorch file"):
             load(tmp_path / "text.pt")
+        with pytest.raises(CheckpointError, match="is empty"):
+            load(tmp_path / "empty.pt")
 
 
 def test_another_packages_snapshot_names_its_modules(tmp_path):

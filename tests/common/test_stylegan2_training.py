@@ -217,3 +217,20 @@ def test_metrics_do_not_change_what_is_trained(tmp_path, monkeypatch):
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert "Metrics/proxy_fd" in (tmp_path / "measured" / "stats.jsonl").read_text()
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.total_kimg=-1", "train.total_kimg"), ("train.total_kimg=nan", "train.total_kimg"),
+    ("train.kimg_per_tick=0", "train.kimg_per_tick"), ("train.batch=0", "train.batch"),
+    ("train.snap_ticks=0", "train.snap_ticks"), ("train.ema_kimg=-1", "train.ema_kimg"),
+    ("optim.g_lr=0", "optim.g_lr"), ("optim.d_lr=inf", "optim.d_lr"), ("optim.betas=[0,1]", "optim.betas"),
+    ("optim.d_reg_interval=-1", "optim.d_reg_interval"), ("loss.r1_gamma=-0.1", "loss.r1_gamma"),
+    ("loss.style_mixing_prob=1.5", "loss.style_mixing_prob"),
+])
+def test_numbers_out_of_range_are_one_config_line(override, key):
+    from common.config import ConfigError, load_config
+    from common.stylegan2.config import StyleGAN2Config, preset_path
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(StyleGAN2Config, preset_path("tiny"), [override])
+    load_config(StyleGAN2Config, preset_path("tiny"), ["train.ema_kimg=0", "optim.g_reg_interval=0"])  # in range
