@@ -227,6 +227,15 @@ def _grid(report: Report, name: str, images: np.ndarray, caption: str) -> None:
     report.image_grid(name, images, caption=caption, columns=8, scale=4, spacing=2)
 
 
+def _arm_grids(report: Report, samples: dict[str, Any], target: str, arms: list[str], seed: int) -> None:
+    """Each arm's final samples of the 16 fixed latents (the first reporting seed), 4x upscaled cells."""
+    for arm in arms:
+        key = f"{target}/{arm}"
+        if key in samples:
+            _grid(report, f"{target}_{_slug(arm)}.png", np.asarray(samples[key], dtype=np.uint8),
+                  f"{arm}, seed {seed}, the same 16 latents")
+
+
 def write_report(out: Path, record: dict[str, Any]) -> Path:
     """``out/report.md`` from the results record (tables first, then figures, grids and cost)."""
     results, source, source_path = record["results"], record["source_measures"], record["source"]
@@ -264,11 +273,7 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
           "the one reference image")
     _grid(report, "source_samples.png", np.asarray(samples["source"], dtype=np.uint8),
           "source G, 16 fixed latents (psi = 1)")
-    for arm in record["in_domain_arms"]:
-        key = f"in_domain/{arm}"
-        if key in samples:
-            _grid(report, f"in_domain_{_slug(arm)}.png", np.asarray(samples[key], dtype=np.uint8),
-                  f"{arm}, seed {seeds[0]}, the same 16 latents")
+    _arm_grids(report, samples, "in_domain", record["in_domain_arms"], seeds[0])
     report.heading("Photo target: china.jpg at 32 px (a large domain gap)")
     src = source["photo"]
     rows = [["source G", f"{src['style_dist']:.4f}", f"{src['colour_dist']:.3f}", "1.000", f"{src['mse_target']:.4f}"]]
@@ -283,14 +288,11 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
     report.table(["arm", "style distance (Gram, D b16) ↓", "mean-colour distance ↓", "diversity / source ↑",
                   "MSE to reference"], rows)
     _grid(report, "photo_reference.png", np.asarray(samples["photo_reference"], dtype=np.uint8), "the reference")
-    for arm in record["photo_arms"]:
-        key = f"photo/{arm}"
-        if key in samples:
-            _grid(report, f"photo_{_slug(arm)}.png", np.asarray(samples[key], dtype=np.uint8),
-                  f"{arm}, seed {seeds[0]}")
+    _arm_grids(report, samples, "photo", record["photo_arms"], seeds[0])
     report.heading("Cost")
     cost = []
-    for target, arms in (("in_domain", record["in_domain_arms"]), ("photo", record["photo_arms"])):
+    for target, arms in (("in_domain", record["in_domain_arms"]), ("in_domain_long", record["long_arms"]),
+                         ("photo", record["photo_arms"])):
         for arm in arms:
             runs = _runs(results, target, arm)
             if runs:
