@@ -19,6 +19,7 @@ import os
 import pickle
 import random
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,15 @@ def restore(
     return int(ckpt["step"]), dict(ckpt["extra"])
 
 
+def _complete_zip(path: Path) -> bool:
+    """Whether a snapshot's zip central directory is intact (a cut-off copy or a full disk loses it first)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 class CheckpointManager:
     """Numbered snapshots ``<prefix>-<step:09d>.pt`` in a run dir, keeping the newest ``keep_last``."""
 
@@ -321,10 +331,17 @@ def resolve_resume(path: str | os.PathLike, prefix: str = "snapshot") -> Path:
     """A snapshot file as given, or the latest snapshot inside a run dir."""
     path = Path(path)
     if path.is_dir():
-        latest = CheckpointManager(path, prefix=prefix).latest()
-        if latest is None:
+        snaps = CheckpointManager(path, prefix=prefix).snapshots()
+        if not snaps:
             raise CheckpointError(f"--resume {path}: the run dir holds no {prefix}-*.pt snapshot yet")
-        return latest
+        complete = [snap for snap in snaps if _complete_zip(snap)]
+        if not complete:
+            raise CheckpointError(f"--resume {path}: every {prefix}-*.pt snapshot there is truncated or corrupt "
+                                  f"({', '.join(s.name for s in snaps)}); the run has to start again")
+        if complete[-1] != snaps[-1]:
+            skipped = ", ".join(s.name for s in snaps if s not in complete and s.name > complete[-1].name)
+            dist.print0(f"--resume {path}: {skipped} truncated or corrupt; resuming from {complete[-1].name}")
+        return complete[-1]
     if not path.is_file():
         raise CheckpointError(f"--resume {path}: no such file or run dir")
     return path

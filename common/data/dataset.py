@@ -211,7 +211,12 @@ def _label_array(values: list[Any], where: str) -> np.ndarray:
         lengths = sorted({len(v) for v in values})
         if len(lengths) > 1:
             raise DatasetError(f"{where}: label vectors must all have one length, got lengths {lengths}")
-        return np.asarray(values, dtype=np.float32).reshape(len(values), lengths[0])
+        array = np.asarray(values, dtype=np.float32).reshape(len(values), lengths[0])
+        bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+        if len(bad):
+            raise DatasetError(f"{where}: label vectors must be finite numbers; {len(bad)} hold NaN or infinity "
+                               f"(the first is label #{bad[0]}): fix or drop them in dataset.json")
+        return array
     raise DatasetError(
         f"{where}: every label must be a non-negative integer class index, or every label a list of numbers "
         "(one length for all)"

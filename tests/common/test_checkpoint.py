@@ -190,3 +190,18 @@ def test_save_killed_mid_write_leaves_previous_snapshot_latest(tmp_path):
     time.sleep(0.1)
     manager.save(checkpoint.capture(3, {"G": nn.Linear(2, 2)}))
     assert not any(tmp_path.glob(".snapshot-*.tmp-*"))  # cleaned once its writer is gone
+
+
+def test_resume_skips_a_truncated_latest_snapshot_and_says_so(tmp_path, capsys):
+    manager = checkpoint.CheckpointManager(tmp_path, keep_last=5)
+    for step in (10, 20, 30):
+        manager.save(checkpoint.capture(step, {"G": _model()}))
+    latest = tmp_path / "snapshot-000000030.pt"
+    latest.write_bytes(latest.read_bytes()[:300])  # a cut-off copy
+    assert checkpoint.resolve_resume(tmp_path) == tmp_path / "snapshot-000000020.pt"
+    assert "snapshot-000000030.pt truncated or corrupt; resuming from snapshot-000000020.pt" in capsys.readouterr().out
+    assert latest.is_file()  # left in place: training past step 30 replaces it
+    for step in (10, 20):
+        (tmp_path / f"snapshot-{step:09d}.pt").write_bytes(b"")
+    with pytest.raises(checkpoint.CheckpointError, match="every snapshot-\\*.pt snapshot there is truncated"):
+        checkpoint.resolve_resume(tmp_path)

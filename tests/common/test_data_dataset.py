@@ -220,6 +220,11 @@ def _with_labels(tmp_path: Path, meta: object) -> Path:
             {"labels": [["00000/img00000000.png", 0], ["00000/img00000001.png", [1.0]], ["00000/img00000002.png", 1]]},
             "every label must be a non-negative integer class index, or every label a list of numbers",
         ),
+        (  # json.dumps writes float('nan') as NaN, which json.loads reads back (official code: NaN losses)
+            {"labels": [["00000/img00000000.png", [0.5]], ["00000/img00000001.png", [float("nan")]],
+                        ["00000/img00000002.png", [float("inf")]]]},
+            r"label vectors must be finite numbers; 2 hold NaN or infinity \(the first is label #1\)",
+        ),
     ],
 )
 def test_label_file_errors(tmp_path, meta, message):
