@@ -20,6 +20,7 @@ debris (``__MACOSX/``, ``._*`` files) is ignored.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -358,18 +359,24 @@ class ImageDataset(torch.utils.data.Dataset):
     def identity(self) -> dict[str, Any]:
         """What determines this dataset's images, as JSON-serialisable values, e.g. for caching metric statistics.
 
-        Keys: ``path`` (absolute), ``modified`` (newest mtime in ns of the zip, or of the folder's images and
-        labels file: re-making a dataset at the same path changes it), ``num_images`` (image files before
+        Keys: ``path`` (absolute), ``modified`` (the zip's size and mtime in ns, or a digest of (name, size, mtime in
+        ns) of every image and the labels file of a folder: re-making, ``cp -p``-ing over, swapping or renaming
+        files at the same path changes it), ``num_images`` (image files before
         subsetting), ``resolution``, ``num_channels``, ``max_size`` and ``random_seed`` (both None unless a subset
         was taken), ``xflip`` and ``count`` (``len(self)``). Labels are not part of it. Use
         ``json.dumps(ds.identity(), sort_keys=True)`` (or a hash of it) as a cache key.
         """
         root = self._files.path
         if self._files.is_zip:
-            modified = root.stat().st_mtime_ns
+            stat = root.stat()
+            modified = f"{stat.st_size}:{stat.st_mtime_ns}"
         else:
             files = [*self._files.names, *([LABELS_FILE] if (root / LABELS_FILE).is_file() else [])]
-            modified = max((root / name).stat().st_mtime_ns for name in files)
+            digest = hashlib.sha256()
+            for name in files:
+                stat = (root / name).stat()
+                digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            modified = digest.hexdigest()[:16]
         return {
             "path": str(root.resolve()),
             "modified": modified,

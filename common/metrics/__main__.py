@@ -79,8 +79,9 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run(metric: str, default_extractor: str, default_max_real: int | None,
-         compute: Callable[..., tuple[str, dict[str, float]]], **opts: Any) -> None:
-    """Shared setup (devices, data, extractor), the metric, the one-line summary and the JSONL record."""
+         compute: Callable[..., tuple[str, dict[str, float], dict[str, Any]]], **opts: Any) -> None:
+    """Shared setup (devices, data, extractor), the metric, the one-line summary and the JSONL record (with the
+    settings that change the number: covariance convention, KID subsets/size/seed, k, splits)."""
     configure_threads()
     try:
         info = dist.init_distributed(opts["device"])
@@ -102,12 +103,13 @@ def _run(metric: str, default_extractor: str, default_max_real: int | None,
     if isinstance(fake, nn.Module):
         kwargs["seed"] = opts["seed"]
     start = time.time()
-    label, results = compute(real=real, fake=fake, extractor=extractor, max_real=max_real, **kwargs)
+    label, results, settings = compute(real=real, fake=fake, extractor=extractor, max_real=max_real, **kwargs)
     num_fake = opts["num"] if isinstance(fake, nn.Module) else min(opts["num"], len(fake))
     num_real = None if real is None else (len(real) if max_real is None else min(len(real), max_real))
     record = {"metric": metric, "label": label, "results": results, "protocol": extractor.protocol,
               "num_fake": num_fake, "num_real": num_real, "fake": opts["fake"] or opts["network"],
-              "real": opts["real"], "num_gpus": dist.get_world_size(), "seconds": round(time.time() - start, 1)}
+              "real": opts["real"], "settings": settings, "seed": opts["seed"], "num_gpus": dist.get_world_size(),
+              "seconds": round(time.time() - start, 1)}
     values = "  ".join(f"{k} {v:.6g}" for k, v in results.items())
     dist.print0(f"{values}  ({extractor.protocol}; {num_fake} fake vs {num_real} real; "
                 f"{record['seconds']} s)")
@@ -131,13 +133,16 @@ def main() -> None:
 @main.command()
 @_options
 @click.option("--extractor", type=click.Choice(EXTRACTORS), default=None, help="[tf_inception]; proxy -> proxy-FD.")
-@click.option("--unbiased", is_flag=True, help="Covariance /(n-1) (pytorch-fid) instead of /n (stylegan2-ada).")
+@click.option("--unbiased", is_flag=True, help="Covariance /(n-1) (pytorch-fid, clean-fid) instead of /n "
+              "(stylegan2-ada); always /(n-1) with --resize clean, as clean-fid computes it.")
 def fid(unbiased: bool, **opts: Any) -> None:
     """Fréchet Inception Distance (fid50k_full by default: 50k generated vs all real)."""
     def compute(real: Any, fake: Any, extractor: FeatureExtractor, max_real: int | None, **kw: Any):
         _need_real(real)
-        value = compute_fid(real, fake, extractor, num_gen=opts["num"], max_real=max_real, unbiased=unbiased, **kw)
-        return extractor.metric_label, {extractor.metric_label: value}
+        n_minus_1 = unbiased or extractor.metric_label == "clean-FID"  # clean-fid's np.cov
+        value = compute_fid(real, fake, extractor, num_gen=opts["num"], max_real=max_real, unbiased=n_minus_1, **kw)
+        covariance = "/(n-1) (pytorch-fid, clean-fid)" if n_minus_1 else "/n (stylegan2-ada)"
+        return extractor.metric_label, {extractor.metric_label: value}, {"covariance": covariance}
     _run("fid", "tf_inception", None, compute, **opts)
 
 
@@ -152,7 +157,8 @@ def kid(subsets: int, subset_size: int, **opts: Any) -> None:
         _need_real(real)
         value = compute_kid(real, fake, extractor, num_gen=opts["num"], max_real=max_real, num_subsets=subsets,
                             max_subset_size=subset_size, seed=opts["seed"], **kw)
-        return "KID", {"KID": value, "KIDx1e3": value * 1e3}
+        return "KID", {"KID": value, "KIDx1e3": value * 1e3}, {"subsets": subsets, "subset_size": subset_size,
+                                                                "subset_seed": opts["seed"]}
     _run("kid", "tf_inception", 1_000_000, compute, **opts)
 
 
@@ -165,7 +171,7 @@ def pr(nhood: int, **opts: Any) -> None:
     def compute(real: Any, fake: Any, extractor: FeatureExtractor, max_real: int | None, **kw: Any):
         _need_real(real)
         precision, recall = compute_pr(real, fake, extractor, num_gen=opts["num"], max_real=max_real, k=nhood, **kw)
-        return "precision/recall", {"precision": precision, "recall": recall}
+        return "precision/recall", {"precision": precision, "recall": recall}, {"k": nhood}
     _run("pr", "vgg16", 200_000, compute, **opts)
 
 
@@ -178,7 +184,7 @@ def inception_score_command(splits: int, **opts: Any) -> None:
         if not isinstance(extractor, InceptionExtractor):
             raise click.UsageError("the Inception Score needs the tf_inception extractor")
         mean, std = compute_is(fake, extractor, num_gen=opts["num"], num_splits=splits, real=real, **kw)
-        return "IS", {"IS": mean, "IS_std": std}
+        return "IS", {"IS": mean, "IS_std": std}, {"splits": splits}
     _run("is", "tf_inception", None, compute, extractor=None, **opts)
 
 

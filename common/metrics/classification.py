@@ -19,6 +19,9 @@ def topk_accuracy(scores: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) ->
     scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
     if scores.ndim != 2 or labels.shape != (scores.shape[0],):
         raise ValueError(f"need scores (N, C) and labels (N,), got {tuple(scores.shape)} and {tuple(labels.shape)}")
+    bad = [k for k in ks if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= scores.shape[1]]
+    if not ks or bad:
+        raise ValueError(f"top-k needs integers 1 <= k <= {scores.shape[1]} (the number of classes), got {list(ks)}")
     top = scores.topk(max(ks), dim=1).indices
     hits = top == labels.view(-1, 1)
     return {k: hits[:, :k].any(dim=1).float().mean().item() for k in ks}

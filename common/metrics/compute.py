@@ -58,7 +58,7 @@ class ArrayImages(torch.utils.data.Dataset):
 
     def identity(self) -> dict[str, Any]:
         stat = self.path.stat()
-        return {"path": str(self.path.resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime),
+        return {"path": str(self.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                 "resolution": self.resolution, "count": len(self), "xflip": False}
 
 

@@ -8,6 +8,7 @@ image; small/medium/large are GT areas < 32^2, 32^2..96^2, > 96^2 (``pycocotools
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -25,8 +26,11 @@ def coco_box_ap(ground_truth: dict[str, Any] | str | os.PathLike, detections: Se
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    if not isinstance(ground_truth, dict):
-        ground_truth = json.loads(Path(ground_truth).read_text())
+    # pycocotools writes into both (loadRes: area/id/iscrowd on detections; evaluate: 'ignore' on annotations):
+    # work on copies so the caller's records stay as given
+    ground_truth = json.loads(Path(ground_truth).read_text()) if not isinstance(ground_truth, dict) else \
+        copy.deepcopy(ground_truth)
+    detections = [dict(d) for d in detections]
     if not detections:
         return dict.fromkeys(BOX_AP_NAMES, 0.0)
     log = io.StringIO()

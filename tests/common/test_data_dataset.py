@@ -104,8 +104,25 @@ def test_identity_is_stable_and_tracks_what_changes_the_images(labelled_zip):
     assert (base["path"], base["count"], base["resolution"], base["xflip"]) == (str(path.resolve()), 10, 8, False)
     assert ImageDataset(path, xflip=True).identity()["count"] == 20
     assert ImageDataset(path, max_size=5, random_seed=1).identity() != ImageDataset(path, max_size=5).identity()
-    os.utime(path, ns=(1, base["modified"] + 1))  # the dataset re-made at the same path
+    os.utime(path, ns=(1, path.stat().st_mtime_ns + 1))  # the dataset re-made at the same path
     assert ImageDataset(path).identity()["modified"] != base["modified"]
+
+
+def test_folder_identity_sees_swaps_renames_and_copies_that_keep_mtimes(tmp_path):
+    folder = write_image_archive(tmp_path / "d", _random_images(3))
+    first, second = folder / "00000/img00000000.png", folder / "00000/img00000001.png"
+    os.utime(first, ns=(1, 10**18))
+    os.utime(second, ns=(1, 10**18))  # same mtimes: the newest mtime and the count cannot tell them apart
+    base = ImageDataset(folder).identity()["modified"]
+    data0, data1 = first.read_bytes(), second.read_bytes() + b"\0"  # PNG with a trailing byte: another size
+    first.write_bytes(data1)
+    second.write_bytes(data0)
+    for path in (first, second):
+        os.utime(path, ns=(1, 10**18))  # as cp -p keeps them
+    assert ImageDataset(folder).identity()["modified"] != base
+    restored = ImageDataset(folder).identity()["modified"]
+    second.rename(folder / "00000/img00000009.png")  # a rename at the same count
+    assert ImageDataset(folder).identity()["modified"] != restored
 
 
 def test_zip_reads_in_dataloader_workers_match_main_process(labelled_zip):

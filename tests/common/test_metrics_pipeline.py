@@ -174,6 +174,12 @@ def test_cli_fid_from_images_and_from_a_network_hook(data):
     expected = fid_from_features(extractor.extract(_nchw(data["real"])).numpy(),
                                  extractor.extract(_nchw(data["fake"])).numpy())
     assert record["results"]["proxy-FD"] == pytest.approx(expected, rel=1e-5)
+    assert record["settings"] == {"covariance": "/n (stylegan2-ada)"}  # what changes the number is recorded
+    result = _cli(data, "fid", "--real", str(root / "real.zip"), "--fake", str(root / "fake.npz"), "--unbiased",
+                  "--extractor", "proxy", "--workers", "0", "--batch", "8", "--out", str(out), "--device", "cpu")
+    record = json.loads(out.read_text().splitlines()[-1])
+    assert record["settings"] == {"covariance": "/(n-1) (pytorch-fid, clean-fid)"}
+    assert record["results"]["proxy-FD"] != pytest.approx(expected, rel=1e-9)
 
     result = _cli(data, "fid", "--real", str(root / "real.zip"), "--network", str(root / "toy.pt"),
                   "--generator", f"{__name__}:toy_loader", "--num", "12", "--extractor", "proxy", "--workers", "0",

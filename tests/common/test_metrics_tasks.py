@@ -118,3 +118,20 @@ def test_coco_box_ap_perfect_and_shifted():
     assert ap["AP50"] == pytest.approx(1.0) and ap["APl"] == pytest.approx(4 / 10, abs=1e-6)
     assert ap["AP75"] < 1.0
     assert coco_box_ap(_gt(), []) == dict.fromkeys(("AP", "AP50", "AP75", "APs", "APm", "APl"), 0.0)
+
+
+def test_coco_box_ap_leaves_the_callers_records_as_given():
+    import copy as copy_module
+
+    gt = _gt()
+    detections = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9}]
+    before_gt, before_det = copy_module.deepcopy(gt), copy_module.deepcopy(detections)
+    first = coco_box_ap(gt, detections)
+    assert gt == before_gt and detections == before_det  # pycocotools adds area/id/iscrowd/ignore to its inputs
+    assert coco_box_ap(gt, detections) == first  # so a second evaluation of the same records is the same
+
+
+@pytest.mark.parametrize("ks", [(0,), (1, 4), (2.0,), ()])
+def test_topk_refuses_k_outside_the_classes(ks):
+    with pytest.raises(ValueError, match="top-k needs integers 1 <= k <= 3"):
+        topk_accuracy(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), ks=ks)
