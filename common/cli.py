@@ -33,23 +33,30 @@ RESOLVED_CONFIG = "config.yaml"
 _RUN_DIR = re.compile(r"^(\d{5})-")
 
 
-def common_options(func: F) -> F:
-    """Add the shared options to a click command (they arrive as keyword arguments of the same names)."""
-    options = [
-        click.option("--cfg", "cfg", type=click.Path(dir_okay=False), default=None, help="YAML config file."),
-        click.option(
-            "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable)."
-        ),
-        click.option(
-            "--outdir", type=click.Path(file_okay=False), default=None, help="Parent of run dirs [runs/<pkg>]."
-        ),
-        click.option("--resume", type=click.Path(exists=True), default=None, help="Run dir or snapshot to continue."),
-        click.option("--seed", type=int, default=None, help="Random seed (overrides the config's)."),
-        click.option("--device", default=None, help="cpu, cuda or cuda:N [auto: cuda if available]."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def common_options(func: F | None = None, *, rows: Sequence[str] = ()) -> Any:
+    """Add the shared options to a click command (they arrive as keyword arguments of the same names). Used bare
+    (``@common_options``) or with the package's config rows for ``--cfg``'s help (``@common_options(rows=[...])``)."""
+    cfg_help = f"Config row ({', '.join(rows)}) or a YAML file." if rows else "YAML config file."
+
+    def decorate(function: F) -> F:
+        options = [
+            click.option("--cfg", "cfg", type=click.Path(dir_okay=False), default=None, help=cfg_help),
+            click.option(
+                "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable)."
+            ),
+            click.option(
+                "--outdir", type=click.Path(file_okay=False), default=None, help="Parent of run dirs [runs/<pkg>]."
+            ),
+            click.option("--resume", type=click.Path(exists=True), default=None,
+                         help="Run dir or snapshot to continue."),
+            click.option("--seed", type=int, default=None, help="Random seed (overrides the config's)."),
+            click.option("--device", default=None, help="cpu, cuda or cuda:N [auto: cuda if available]."),
+        ]
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate(func) if func is not None else decorate
 
 
 def config_name(cfg_path: str | os.PathLike | None) -> str:

@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
 from common import dist
+
+T = TypeVar("T")
 
 
 class Progress:
@@ -56,6 +59,15 @@ class Progress:
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+def progress(items: Iterable[T], total: int, desc: str, unit: str = "it", step: Callable[[T], int] | None = None
+             ) -> Iterator[T]:
+    """``items`` with a :class:`Progress` bar of ``total`` (advanced by ``step(item)``, default 1 per item)."""
+    with Progress(total=total, desc=desc, unit=unit) as bar:
+        for item in items:
+            yield item
+            bar.update(step(item) if step is not None else 1)
 
 
 class ScalarLogger:

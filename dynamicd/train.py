@@ -13,12 +13,12 @@ included (``--set dynamicd.restart_on_resume=true`` restarts it, as the official
 """
 
 from common.stylegan2.train import paper_command
-from dynamicd.config import DynamicDConfig, config_path
+from dynamicd.config import DynamicDConfig, config_names, config_path
 from dynamicd.method import DynamicD
 
 main = paper_command("dynamicd", DynamicD, DynamicDConfig, config_path,
                      "Train DynamicD with a config row (*_inc, *_dec and their *_const twins, tiny, tiny_inc) "
-                     "or a YAML file.")
+                     "or a YAML file.", rows=config_names())
 
 if __name__ == "__main__":
     main()

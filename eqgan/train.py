@@ -12,12 +12,12 @@ logs ``Metrics/DI`` per tick and ``Loss/G/align_loss``.
 """
 
 from common.stylegan2.train import paper_command
-from eqgan.config import EqGANConfig, config_path
+from eqgan.config import EqGANConfig, config_names, config_path
 from eqgan.method import EqGANSA
 
 main = paper_command("eqgan", EqGANSA, EqGANConfig, config_path,
                      "Train EqGAN-SA with a config row (lsun_cat, ffhq, lsun_church, their _sel and _baseline rows, "
-                     "tiny) or a YAML file.")
+                     "tiny) or a YAML file.", rows=config_names())
 
 if __name__ == "__main__":
     main()

@@ -24,10 +24,11 @@ from torch import Tensor, nn
 
 from common import checkpoint, dist
 from common.cli import common_options, output_run, setup_run, user_errors
-from common.config import ConfigError
+from common.config import ConfigError, config_rows
 from common.data import DatasetError
+from common.logging import progress
 from common.report import save_image_grid
-from es_ddpm.config import ESDDPMConfig, build_classifier, build_diffusion, build_unet, config_path
+from es_ddpm.config import CONFIG_DIR, ESDDPMConfig, build_classifier, build_diffusion, build_unet, config_path
 from es_ddpm.data import load_folder_samples, load_npz_samples, save_npz_samples, to_uint8
 from es_ddpm.diffusion import GaussianDiffusion
 from es_ddpm.gan import load_gan
@@ -142,7 +143,8 @@ def es_sample(model: nn.Module, diffusion: GaussianDiffusion, x_prior: Tensor, t
     counting = CountingModel(model)
     k = diffusion.num_timesteps if t_prime is None else diffusion.steps_below(t_prime)
     outputs, start = [], time.perf_counter()
-    for i in range(0, len(x_prior), batch):
+    starts = range(0, len(x_prior), batch)
+    for i in progress(starts, len(x_prior), "ES-DDPM sampling", "img", step=lambda i: len(x_prior[i : i + batch])):
         x = x_prior[i : i + batch]
         kwargs = {"y": labels[i : i + batch].to(x.device)} if labels is not None else None
         common = dict(sampler=sampler, eta=eta, clip_denoised=clip_denoised, model_kwargs=kwargs, generator=generator,
@@ -168,7 +170,7 @@ def _edit_input(path: str, cfg: ESDDPMConfig, num: int, device: torch.device) ->
 
 
 @click.command()
-@common_options
+@common_options(rows=config_rows(CONFIG_DIR))
 @click.option("--ckpt", default=None, help="DDPM checkpoint (sample.checkpoint).")
 @click.option("--prior", "prior_type", default=None,
               type=click.Choice(["noise", "npz", "folder", "vae", "dcgan", "stylegan2"]))

@@ -19,10 +19,10 @@ from torch import nn
 
 from common import checkpoint, dist
 from common.cli import common_options, failed_start_undone, setup_run, user_errors
-from common.config import ConfigError, to_dict
+from common.config import ConfigError, config_rows, to_dict
 from common.data import infinite_loader
 from common.logging import Progress, ScalarLogger
-from es_ddpm.config import ESDDPMConfig, build_diffusion, build_unet, config_path
+from es_ddpm.config import CONFIG_DIR, ESDDPMConfig, build_diffusion, build_unet, config_path
 from es_ddpm.data import load_training_data, to_model_range
 from es_ddpm.vae import train_vae
 
@@ -125,7 +125,7 @@ def train_ddpm(cfg: ESDDPMConfig, run_dir: str | Path, device: torch.device | st
 
 
 @click.command()
-@common_options
+@common_options(rows=config_rows(CONFIG_DIR))
 @click.option("--what", type=click.Choice(["ddpm", "vae"]), default="ddpm", show_default=True,
               help="Train the DDPM or the VAE prior.")
 def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume: str | None, seed: int | None,

@@ -11,12 +11,12 @@ with their queues, every optimizer and augment p; ``--resume RUN_DIR`` continues
 """
 
 from common.stylegan2.train import paper_command
-from insgen.config import InsGenConfig, config_path
+from insgen.config import InsGenConfig, config_names, config_path
 from insgen.method import InsGen
 
 main = paper_command("insgen", InsGen, InsGenConfig, config_path,
                      "Train InsGen with a config row (ffhq2k, ffhq10k, ffhq140k, afhq_cat, afhq_dog, afhq_wild, "
-                     "tiny) or a YAML file.")
+                     "tiny) or a YAML file.", rows=config_names())
 
 if __name__ == "__main__":
     main()

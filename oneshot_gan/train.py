@@ -27,7 +27,7 @@ from common.config import ConfigError, load_config
 from common.data import DatasetError
 from common.stylegan2.pretrained import pretrained_source_gan
 from common.stylegan2.training import train
-from oneshot_gan.config import GenDAConfig, config_path
+from oneshot_gan.config import GenDAConfig, config_names, config_path
 from oneshot_gan.method import GenDA
 from oneshot_gan.target import target_dataset
 
@@ -57,7 +57,7 @@ def prepared_overrides(cfg_file: str | None, overrides: list[str]) -> list[str]:
 
 
 @click.command()
-@common_options
+@common_options(rows=config_names())
 @click.option("--target", default=None, help="The reference: one image, or a folder / zip of a few (few-shot).")
 @click.option("--source", default=None, help=f"Pretrained source: project snapshot, run dir, official .pkl or "
               f"{TINY_SOURCE}.")

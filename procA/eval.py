@@ -15,9 +15,11 @@ import click
 
 from common import dist
 from common.cli import common_options, output_run, setup_run, user_errors
+from common.config import config_rows
+from common.logging import progress
 from common.metrics.segmentation import segmentation_scores
 from common.report import markdown_table
-from procA.config import ProCAConfig, config_path
+from procA.config import CONFIG_DIR, ProCAConfig, config_path
 from procA.evaluate import evaluate
 from procA.labels import CLASSES_16, CLASSES_19, SYNTHIA_13_OF_16
 from procA.synthetic import CLASSES as SYNTHETIC_CLASSES
@@ -47,7 +49,7 @@ def class_names(cfg: ProCAConfig) -> tuple[str, ...]:
 
 
 @click.command()
-@common_options
+@common_options(rows=config_rows(CONFIG_DIR))
 @click.option("--ckpt", required=True, type=click.Path(exists=True, dir_okay=False), help="A procA model.pt.")
 @click.option("--single-scale", is_flag=True, help="Scale 1.0 without flip (the training-time protocol).")
 @SELECT
@@ -60,8 +62,9 @@ def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume
     scales, flip = ((1.0,), False) if single_scale else (c.eval.scales, c.eval.flip)
     with output_run(setup), user_errors():
         model = build_model(c, str(model_path), setup.info.device)
-        matrix = evaluate(model, val_batches(c, c.eval.batch_size), c.model.num_classes, setup.info.device,
-                          scales, flip)
+        batches = val_batches(c, c.eval.batch_size)
+        batches = progress(batches, len(batches.dataset), "evaluating", "img", step=lambda batch: len(batch[0]))
+        matrix = evaluate(model, batches, c.model.num_classes, setup.info.device, scales, flip)
     scores = segmentation_scores(matrix.hist, class_names=class_names(c))
     rows = [[name, 100 * iou] for name, iou, _ in scores["per_class"]]
     dist.print0(markdown_table(["class", "IoU"], rows, "{:.2f}"))

@@ -16,7 +16,9 @@ from torch import Tensor
 from common import dist
 from common.checkpoint import atomic_save
 from common.cli import common_options, output_run, setup_run, user_errors
-from procA.config import ProCAConfig, config_path
+from common.config import config_rows
+from common.logging import progress
+from procA.config import CONFIG_DIR, ProCAConfig, config_path
 from procA.contrast import labels_at, pixels
 from procA.data import build_dataset
 from procA.labels import IGNORE_LABEL
@@ -33,7 +35,7 @@ def init_prototypes(cfg: ProCAConfig, model_path: str, device: torch.device) -> 
     loader = torch.utils.data.DataLoader(shard, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers)
     sums = {"feat": torch.zeros(k, model.backbone.out_channels, device=device), "out": torch.zeros(k, k, device=device)}
     counts = torch.zeros(k, device=device)
-    for images, labels in loader:
+    for images, labels in progress(loader, len(shard), "prototypes", "img", step=lambda batch: len(batch[0])):
         feats, logits = model(images.to(device))
         y = labels_at(labels.to(device), tuple(feats.shape[-2:])).reshape(-1)
         valid = y != IGNORE_LABEL
@@ -50,7 +52,7 @@ def init_prototypes(cfg: ProCAConfig, model_path: str, device: torch.device) -> 
 
 
 @click.command()
-@common_options
+@common_options(rows=config_rows(CONFIG_DIR))
 @click.option("--ckpt", required=True, type=click.Path(exists=True, dir_okay=False), help="Stage-1 model.pt.")
 def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume: str | None, seed: int | None,
          device: str | None, ckpt: str) -> None:

@@ -22,7 +22,9 @@ import torch.nn.functional as F
 
 from common import dist
 from common.cli import common_options, output_run, setup_run, user_errors
-from procA.config import ProCAConfig, config_path
+from common.config import config_rows
+from common.logging import progress
+from procA.config import CONFIG_DIR, ProCAConfig, config_path
 from procA.data import build_dataset
 from procA.labels import CITYSCAPES_PALETTE, IGNORE_LABEL
 from procA.training import build_model
@@ -62,7 +64,7 @@ def generate_pseudo_labels(cfg: ProCAConfig, model_path: str, out_dir: Path, dev
     model = build_model(cfg, model_path, device).eval()
     data = build_dataset(cfg.data, "target_train", k, seed=cfg.seed)
     per_class: list[list[np.ndarray]] = [[] for _ in range(k)]
-    for i in range(len(data)):
+    for i in progress(range(len(data)), len(data), "pseudo-labels: class thresholds", "img"):
         image, _ = data[i]
         probs = model.predict(image[None].to(device)).softmax(dim=1)[0]
         confidence, prediction = probs.max(dim=0)
@@ -71,7 +73,7 @@ def generate_pseudo_labels(cfg: ProCAConfig, model_path: str, out_dir: Path, dev
     thresholds = class_thresholds([np.concatenate(p) if p else np.zeros(0) for p in per_class], k,
                                   cfg.pseudo_label.threshold_percent, cfg.pseudo_label.threshold_cap)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(data.names):
+    for i, name in progress(enumerate(data.names), len(data), "pseudo-labels: writing", "img"):
         raw_image, _ = data.load_raw(i)
         image, _ = data[i]
         _, logits = model(image[None].to(device))
@@ -87,7 +89,7 @@ def generate_pseudo_labels(cfg: ProCAConfig, model_path: str, out_dir: Path, dev
 
 
 @click.command()
-@common_options
+@common_options(rows=config_rows(CONFIG_DIR))
 @click.option("--ckpt", required=True, type=click.Path(exists=True, dir_okay=False), help="Stage-3 model.pt.")
 def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume: str | None, seed: int | None,
          device: str | None, ckpt: str) -> None:

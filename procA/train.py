@@ -15,7 +15,8 @@ import click
 
 from common import dist
 from common.cli import common_options, failed_start_undone, setup_run, user_errors
-from procA.config import ProCAConfig, config_path
+from common.config import config_rows
+from procA.config import CONFIG_DIR, ProCAConfig, config_path
 from procA.training import Stage, train_stage
 
 
@@ -23,7 +24,7 @@ def stage_command(stage: Stage, help_text: str) -> Callable[..., None]:
     """A click command running ``stage`` with the shared options."""
 
     @click.command(help=help_text)
-    @common_options
+    @common_options(rows=config_rows(CONFIG_DIR))
     def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume: str | None,
              seed: int | None, device: str | None) -> None:
         setup = setup_run(ProCAConfig, "procA", config_path(cfg), overrides, outdir, resume, seed, device)

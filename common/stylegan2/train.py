@@ -8,7 +8,7 @@ process trains one shard of each batch (DDP). A config's ``methods`` list adds p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
@@ -24,7 +24,7 @@ from common.stylegan2.training import train
 
 
 @click.command()
-@common_options
+@common_options(rows=PRESETS)
 def main(
     cfg: str | None,
     overrides: tuple[str, ...],
@@ -52,12 +52,12 @@ def main(
 
 
 def paper_command(package: str, method_class: Callable[[], Method], config_class: type[StyleGAN2Config],
-                  config_path: Callable[[str], Path], help_text: str) -> click.Command:
+                  config_path: Callable[[str], Path], help_text: str, rows: Sequence[str] = ()) -> click.Command:
     """The ``<package>.train`` CLI of a paper method: a row name or YAML file for ``--cfg``, the shared options, and
     a one-line refusal of configs that combine methods (those train with ``python -m common.stylegan2.train``)."""
 
     @click.command(help=help_text)
-    @common_options
+    @common_options(rows=rows)
     def command(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume: str | None,
                 seed: int | None, device: str | None) -> None:
         cfg_file = str(config_path(cfg)) if cfg else None
