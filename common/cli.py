@@ -194,7 +194,16 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (ConfigError, DatasetError, CheckpointError) as err:
-        raise click.ClickException(str(err)) from None
+        raise click.ClickException(worker_message(str(err))) from None
+
+
+def worker_message(text: str) -> str:
+    """The original one-line message of an error a DataLoader worker re-raised in the main process (torch wraps it
+    as 'Caught X in DataLoader worker process N.' plus the worker's traceback); other text as it is."""
+    if "in DataLoader worker process" not in text or "Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]  # '<module>.<Error>: <message>'
+    return last.split(": ", 1)[1] if ": " in last else last
 
 
 def _with_seed(config: Any, seed_key: str, seed: int) -> Any:

@@ -223,9 +223,10 @@ def cityscapes(
 
 
 def with_pseudo_labels(
-    images: SegmentationDataset, labels_dir: str | os.PathLike, transform: SegmentationTransform
+    images: SegmentationDataset, labels_dir: str | os.PathLike, transform: SegmentationTransform, num_classes: int
 ) -> SegmentationDataset:
-    """Target training images paired with the PNGs written by ``procA.pseudo_label`` (train ids, 255 = ignore)."""
+    """Target training images paired with the PNGs written by ``procA.pseudo_label`` (train ids, 255 = ignore).
+    A label outside 0..num_classes-1 and 255 (pseudo-labels of another class setting) stops with the file named."""
     labels_dir = Path(labels_dir)
     _require_dir(labels_dir, "pseudo-label", "<dir>/<image name>.png as written by python -m procA.pseudo_label")
     paths = [labels_dir / f"{Path(n).stem}.png" for n in images.names]
@@ -235,7 +236,13 @@ def with_pseudo_labels(
 
     def load(i: int) -> tuple[PIL.Image.Image, np.ndarray]:
         image, _ = images.load_raw(i)
-        return image, _read_index_png(paths[i])
+        label = _read_index_png(paths[i])
+        bad = np.unique(label[(label >= num_classes) & (label != IGNORE_LABEL)])
+        if len(bad):
+            raise DatasetError(f"pseudo-label {paths[i]} holds class ids {bad.tolist()[:5]} outside "
+                               f"0..{num_classes - 1} (and {IGNORE_LABEL} = ignore): were these pseudo-labels made "
+                               "with another model.num_classes? Rerun python -m procA.pseudo_label for this config")
+        return image, label
 
     return SegmentationDataset(images.names, load, transform)
 

@@ -202,7 +202,7 @@ def _stage_data(cfg: ProCAConfig, stage: Stage, start: int) -> tuple[Iterator, I
         raise ConfigError("self-training needs pseudo_label.labels_dir (the pseudo_labels/ of procA.pseudo_label)")
     images = build_dataset(cfg.data, "target_train", k, seed=seed)
     transform = SegmentationTransform(tuple(cfg.data.target_size), "scale_crop" if s.strong_aug else "none")
-    labelled = with_pseudo_labels(images, cfg.pseudo_label.labels_dir, transform)
+    labelled = with_pseudo_labels(images, cfg.pseudo_label.labels_dir, transform, k)
     return _batches(labelled, s.batch_size, seed, start, workers), None
 
 

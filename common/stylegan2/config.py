@@ -183,11 +183,19 @@ def resolve(cfg: StyleGAN2Config, resolution: int, gpus: int | None = None) -> S
     gpus = cfg.gpus if gpus is None else gpus
     train = cfg.train
     batch = train.batch if train.batch is not None else max(min(gpus * min(4096 // resolution, 32), 64), gpus)
-    batch_gpu = train.batch_gpu if train.batch_gpu is not None else batch // gpus
-    if batch % (batch_gpu * gpus):
+    if batch % gpus:
+        fits = [n for n in (batch - batch % gpus, batch + gpus - batch % gpus) if n > 0]
         raise ConfigError(
-            f"train.batch {batch} must be a multiple of train.batch_gpu {batch_gpu} x {gpus} process(es); set "
-            f"train.batch_gpu to a divisor of {batch // gpus} (gradients are accumulated over the rounds)"
+            f"train.batch {batch} does not split over {gpus} processes: set train.batch to a multiple of {gpus} "
+            f"(e.g. {' or '.join(map(str, fits))})"
+        )
+    batch_gpu = train.batch_gpu if train.batch_gpu is not None else batch // gpus
+    if (batch // gpus) % batch_gpu:
+        divisors = [d for d in range(1, batch // gpus + 1) if (batch // gpus) % d == 0]
+        raise ConfigError(
+            f"train.batch_gpu {batch_gpu} does not divide the {batch // gpus} images per process (train.batch "
+            f"{batch} over {gpus}); set train.batch_gpu to one of {', '.join(map(str, divisors))} (gradients are "
+            "accumulated over the rounds)"
         )
     base = 32768 if resolution >= 512 else 16384
     lr = 0.002 if resolution >= 1024 else 0.0025

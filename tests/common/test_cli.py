@@ -124,3 +124,25 @@ def test_output_cli_keeps_the_run_record_and_leaves_no_trace_when_it_fails(tmp_p
     result = CliRunner().invoke(_output_command({}, True), ["--outdir", str(tmp_path / "new"), "--device", "cpu"])
     assert result.exit_code == 1 and "no such prior" in result.output and "Traceback" not in result.output
     assert not list((tmp_path / "new").iterdir())  # the run dir it created is gone
+
+
+def test_a_corrupt_image_read_in_a_dataloader_worker_is_one_line(tmp_path):
+    """torch re-raises a worker's DatasetError with the worker's traceback in its message; users see one line."""
+    import numpy as np
+    import torch
+
+    from common.data import ImageDataset, write_image_archive
+
+    folder = write_image_archive(tmp_path / "d", np.zeros((4, 8, 8, 3), dtype=np.uint8))
+    (folder / "00000/img00000002.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # decoded only when read
+
+    @click.command()
+    def run():
+        with user_errors():
+            loader = torch.utils.data.DataLoader(ImageDataset(folder), batch_size=4, num_workers=1)
+            next(iter(loader))
+
+    result = CliRunner().invoke(run, [])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert lines[0].startswith("Error: cannot decode image '00000/img00000002.png'")

@@ -182,8 +182,13 @@ def test_bad_settings_are_config_errors():
     from common.stylegan2.training import load_dataset
 
     cfg = load_config(StyleGAN2Config, preset_path("tiny"))
-    with pytest.raises(ConfigError, match="multiple of train.batch_gpu 5 x 1 process"):
+    with pytest.raises(ConfigError, match="train.batch_gpu 5 does not divide the 32 images per process .*one of "
+                       "1, 2, 4, 8, 16, 32"):
         resolve(replace_cfg(cfg, train={"batch_gpu": 5}), 16, gpus=1)
+    with pytest.raises(ConfigError, match="train.batch 32 does not split over 3 processes: set train.batch to a "
+                       r"multiple of 3 \(e.g. 30 or 33\)"):
+        resolve(cfg, 16, gpus=3)  # the advice works: 33 / 3 = 11 images per process
+    assert resolve(replace_cfg(cfg, train={"batch": 33}), 16, gpus=3).train.batch_gpu == 11
     assert resolve(cfg, 16, gpus=2).train.batch_gpu == 16  # tiny leaves batch_gpu to batch // gpus
     with pytest.raises(ConfigError, match="data.path is not set"):
         load_dataset(load_config(StyleGAN2Config, preset_path("paper256")))

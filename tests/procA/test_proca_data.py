@@ -87,9 +87,13 @@ def test_cityscapes_val_keeps_full_label_and_train_is_unlabelled(tmp_path):
     pl = tmp_path / "pl"
     pl.mkdir()
     save_label_png(np.full((6, 8), 3), pl / "aachen_000000_000019_leftImg8bit.png")
-    assert (with_pseudo_labels(train, pl, SegmentationTransform((8, 6)))[0][1] == 3).all()
+    assert (with_pseudo_labels(train, pl, SegmentationTransform((8, 6)), 19)[0][1] == 3).all()
     with pytest.raises(DatasetError, match="pseudo-label missing"):
-        with_pseudo_labels(train, tmp_path, SegmentationTransform((8, 6)))
+        with_pseudo_labels(train, tmp_path, SegmentationTransform((8, 6)), 19)
+    save_label_png(np.full((6, 8), 17), pl / "aachen_000000_000019_leftImg8bit.png")  # 19-class labels, 16 classes
+    with pytest.raises(DatasetError, match=r"aachen_000000_000019_leftImg8bit.png holds class ids \[17\] outside "
+                       "0..15"):
+        with_pseudo_labels(train, pl, SegmentationTransform((8, 6)), 16)[0]
 
 
 def _copy_without_gt(root):
