@@ -1,4 +1,4 @@
-"""``python -m es_ddpm.train --cfg tiny [--what ddpm|vae]``: train the DDPM (or the VAE prior) of an ES-DDPM row.
+"""``python -m es_ddpm.train --cfg tiny [--what ddpm|vae|dcgan]``: train the DDPM (or a prior) of an ES-DDPM row.
 
 The DDPM trainer is guided-diffusion's (spec §2.5): AdamW (lr 1e-4, no weight decay), EMA of the weights, t uniform,
 loss L_simple (+ L_vlb with learned sigma). ES-DDPM's truncated mode (``train.max_timestep = T'``) draws
@@ -24,6 +24,7 @@ from common.data import infinite_loader
 from common.logging import Progress, ScalarLogger
 from es_ddpm.config import CONFIG_DIR, ESDDPMConfig, build_diffusion, build_unet, config_path
 from es_ddpm.data import load_training_data, to_model_range
+from es_ddpm.gan import train_gan
 from es_ddpm.vae import train_vae
 
 
@@ -126,16 +127,23 @@ def train_ddpm(cfg: ESDDPMConfig, run_dir: str | Path, device: torch.device | st
 
 @click.command()
 @common_options(rows=config_rows(CONFIG_DIR))
-@click.option("--what", type=click.Choice(["ddpm", "vae"]), default="ddpm", show_default=True,
-              help="Train the DDPM or the VAE prior.")
+@click.option("--what", type=click.Choice(["ddpm", "vae", "dcgan"]), default="ddpm", show_default=True,
+              help="Train the DDPM, the VAE prior or the DCGAN prior (sample.py --prior vae|dcgan).")
 def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume: str | None, seed: int | None,
          device: str | None, what: str) -> None:
-    """Train the DDPM (full-length, or truncated at train.max_timestep = T') or the Gaussian-decoder VAE prior."""
+    """Train the DDPM (full-length, or truncated at train.max_timestep = T'), the Gaussian-decoder VAE prior or the
+    DCGAN prior."""
+    if what == "dcgan" and resume:
+        raise click.UsageError("the DCGAN prior trains in one go (one snapshot at the end): start a new run instead "
+                               "of --resume")
     setup = setup_run(ESDDPMConfig, "es_ddpm", str(config_path(cfg)) if cfg else None, overrides, outdir, resume,
                       seed, device)
     with failed_start_undone(setup, remove_untrained=False), user_errors():
         if what == "vae":
             stats = train_vae(setup.cfg, setup.run_dir, setup.info.device, resume=setup.resume_from)
+        elif what == "dcgan":
+            stats = train_gan(setup.cfg, setup.run_dir, setup.info.device)
+            stats["loss"] = stats.get("loss_g", float("nan"))
         else:
             stats = train_ddpm(setup.cfg, setup.run_dir, setup.info.device, resume=setup.resume_from)
     dist.print0(f"done: {what} loss {stats.get('loss', float('nan')):.4g} in {setup.run_dir}")

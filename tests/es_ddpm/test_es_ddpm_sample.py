@@ -226,3 +226,21 @@ def test_merge_truncates_to_the_requested_number_and_keeps_labels(tmp_path):
         assert data["arr_0"][:, 0, 0, 0].tolist() == [0] * 4 + [1] * 4 + [2] * 2
         assert data["arr_1"].tolist() == [0, 1, 2, 3, 10, 11, 12, 13, 20, 21]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.npz"]
+
+
+def test_the_dcgan_prior_trains_from_the_cli_and_feeds_the_sampler(trained, tmp_path):
+    from es_ddpm.train import main as train_main
+
+    cfg, run = trained
+    runner = CliRunner()
+    result = runner.invoke(train_main, ["--cfg", "tiny", "--what", "dcgan", "--set", "gan.iterations=2",
+                                        "--outdir", str(tmp_path / "gan")])
+    assert result.exit_code == 0, result.output
+    gan_run = next((tmp_path / "gan").iterdir())
+    assert [p.name for p in gan_run.glob("gan-*.pt")] == ["gan-000000002.pt"]
+    bad = runner.invoke(train_main, ["--what", "dcgan", "--resume", str(gan_run)])
+    assert bad.exit_code == 2 and "trains in one go" in bad.output
+    result = runner.invoke(sample_main, ["--cfg", "tiny", "--ckpt", str(run / "ddpm"), "--outdir", str(tmp_path / "out"),
+                                         "--prior", "dcgan", "--prior-path", str(gan_run), "--num", "2",
+                                         "--early-stop", "50", "--chain", "100"])
+    assert result.exit_code == 0, result.output
