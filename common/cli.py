@@ -138,8 +138,16 @@ def setup_run(
         if (run_dir / RESOLVED_CONFIG).is_file():
             previous = (run_dir / RESOLVED_CONFIG).read_text()
     else:
-        run_dir = Path(outdir or Path("runs") / package)
-        run_dir = dist.broadcast_object(next_run_dir(run_dir, config_name(cfg)) if info.is_main else None)
+        parent = Path(outdir or Path("runs") / package)
+        made: Path | str | None = None
+        if info.is_main:
+            try:
+                made = next_run_dir(parent, config_name(cfg))
+            except OSError as err:  # every rank stops with the same line
+                made = f"--outdir {parent}: cannot create a run dir there ({err.strerror or err}); give a folder"
+        run_dir = dist.broadcast_object(made)
+        if isinstance(run_dir, str):
+            raise click.UsageError(run_dir)
         created = True
     if info.is_main:
         save_config(config, run_dir / RESOLVED_CONFIG)

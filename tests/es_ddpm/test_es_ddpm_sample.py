@@ -240,7 +240,7 @@ def test_the_dcgan_prior_trains_from_the_cli_and_feeds_the_sampler(trained, tmp_
     assert [p.name for p in gan_run.glob("gan-*.pt")] == ["gan-000000002.pt"]
     bad = runner.invoke(train_main, ["--what", "dcgan", "--resume", str(gan_run)])
     assert bad.exit_code == 2 and "trains in one go" in bad.output
-    result = runner.invoke(sample_main, ["--cfg", "tiny", "--ckpt", str(run / "ddpm"), "--outdir", str(tmp_path / "out"),
-                                         "--prior", "dcgan", "--prior-path", str(gan_run), "--num", "2",
-                                         "--early-stop", "50", "--chain", "100"])
+    result = runner.invoke(sample_main, ["--cfg", "tiny", "--ckpt", str(run / "ddpm"), "--outdir",
+                                         str(tmp_path / "out"), "--prior", "dcgan", "--prior-path", str(gan_run),
+                                         "--num", "2", "--early-stop", "50", "--chain", "100"])
     assert result.exit_code == 0, result.output
