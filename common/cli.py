@@ -88,6 +88,7 @@ class RunSetup:
     resume_from: Path | None
     info: dist.DistInfo
     created: bool = False  # this start made run_dir
+    made_parents: tuple[Path, ...] = ()  # folders above run_dir this start created (removed again if it fails)
     previous_config: str | None = None  # run_dir's config.yaml before this start rewrote it (resuming a run dir)
     snapshots: frozenset[tuple[str, int]] = frozenset()  # run_dir's snapshot files (name, mtime) at the start
 
@@ -139,6 +140,7 @@ def setup_run(
             previous = (run_dir / RESOLVED_CONFIG).read_text()
     else:
         parent = Path(outdir or Path("runs") / package)
+        made_parents = tuple(p for p in (parent, *parent.parents) if not p.exists())  # innermost first
         made: Path | str | None = None
         if info.is_main:
             try:
@@ -153,7 +155,18 @@ def setup_run(
         save_config(config, run_dir / RESOLVED_CONFIG)
         dist.print0(f"run dir: {run_dir}")
     return RunSetup(cfg=config, run_dir=Path(run_dir), resume_from=resume_path, info=info, created=created,
-                    previous_config=previous, snapshots=_snapshot_files(run_dir))
+                    made_parents=made_parents if created else (), previous_config=previous,
+                    snapshots=_snapshot_files(run_dir))
+
+
+def _remove_run_dir(setup: RunSetup) -> None:
+    """A run dir this start created, and the then-empty folders above it that it created too."""
+    shutil.rmtree(setup.run_dir, ignore_errors=True)
+    for folder in setup.made_parents:
+        try:
+            folder.rmdir()  # only if empty: another run may have appeared there meanwhile
+        except OSError:
+            break
 
 
 @contextlib.contextmanager
@@ -168,12 +181,12 @@ def failed_start_undone(setup: RunSetup, remove_untrained: bool = True) -> Itera
     except BaseException:
         if setup.info.is_main and _snapshot_files(setup.run_dir) <= setup.snapshots:
             if setup.created:
-                shutil.rmtree(setup.run_dir, ignore_errors=True)
+                _remove_run_dir(setup)
             elif setup.previous_config is not None:
                 (setup.run_dir / RESOLVED_CONFIG).write_text(setup.previous_config)
         raise
     if remove_untrained and setup.info.is_main and setup.created and not _snapshot_files(setup.run_dir):
-        shutil.rmtree(setup.run_dir, ignore_errors=True)  # nothing was trained (a finished snapshot resumed)
+        _remove_run_dir(setup)  # nothing was trained (a finished snapshot resumed)
 
 
 @contextlib.contextmanager
@@ -185,7 +198,7 @@ def output_run(setup: RunSetup) -> Iterator[None]:
         yield
     except BaseException:
         if setup.info.is_main and setup.created:
-            shutil.rmtree(setup.run_dir, ignore_errors=True)
+            _remove_run_dir(setup)
         raise
     finally:
         if setup.info.is_main and not setup.created:

@@ -123,7 +123,10 @@ def test_output_cli_keeps_the_run_record_and_leaves_no_trace_when_it_fails(tmp_p
     assert sorted(p.name for p in empty.iterdir()) == ["samples.npz"]  # no config.yaml left in a foreign dir
     result = CliRunner().invoke(_output_command({}, True), ["--outdir", str(tmp_path / "new"), "--device", "cpu"])
     assert result.exit_code == 1 and "no such prior" in result.output and "Traceback" not in result.output
-    assert not list((tmp_path / "new").iterdir())  # the run dir it created is gone
+    assert not (tmp_path / "new").exists()  # the run dir it created is gone, and the --outdir it created for it
+    (tmp_path / "kept").mkdir()
+    result = CliRunner().invoke(_output_command({}, True), ["--outdir", str(tmp_path / "kept"), "--device", "cpu"])
+    assert result.exit_code == 1 and (tmp_path / "kept").is_dir()  # a folder that was there stays
 
 
 def test_a_corrupt_image_read_in_a_dataloader_worker_is_one_line(tmp_path):
