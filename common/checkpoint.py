@@ -80,6 +80,7 @@ def refusal_reason(err: Exception) -> str:
         text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
     elif "weights_only" in text:
         text = ""  # torch's advice alone carries no reason worth repeating
+    text = text.split(". This is an internal miniz error")[0]  # the rest is torch's general advice
     return " ".join(text.split()) or type(err).__name__
 
 

@@ -32,6 +32,9 @@ def files(tmp_path_factory) -> dict[str, str]:
     (root / "notes.png").write_text("not an image")
     (root / "emptydir").mkdir()
     (root / "afile").write_text("")
+    script = root / "linear_script.pt"  # a TorchScript file of another network
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), script)
+    (root / "script_cut.pt").write_bytes(script.read_bytes()[:300])
     # a pickle that would call os.system('true') when loaded: every importer must refuse it without running it
     (root / "payload.pkl").write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
     return {"root": str(root), "source": str(source), **{p.stem + p.suffix.replace(".", "_"): str(p)
@@ -110,6 +113,16 @@ CASES = [
      "exactly one"),
     ("common.metrics.__main__", ["kid", "--real", "{root}", "--fake", "{root}", "--weights", "{random_pt}"],
      "random.pt"),
+    ("common.metrics.__main__", ["fid", "--real", "{root}", "--fake", "{root}", "--weights", "{linear_script_pt}"],
+     "does not hold the FID Inception's weights"),
+    ("common.metrics.__main__", ["fid", "--real", "{root}", "--fake", "{root}", "--weights", "{foreign_pt}"],
+     "does not hold the FID Inception's weights"),
+    ("common.metrics.__main__", ["fid", "--real", "{root}", "--fake", "{root}", "--weights", "{script_cut_pt}"],
+     "truncated or corrupt"),
+    ("common.metrics.__main__", ["pr", "--real", "{root}", "--fake", "{root}", "--weights", "{linear_script_pt}"],
+     "does not behave like NVIDIA's vgg16.pt detector"),
+    ("common.metrics.__main__", ["pr", "--real", "{root}", "--fake", "{root}", "--weights", "{script_cut_pt}"],
+     "not a loadable TorchScript detector"),
     ("common.data.tool", ["--source", "{root}/none", "--dest", "{out}/d.zip"], "does not exist"),
     ("common.data.tool", ["--source", "{emptydir}", "--dest", "{out}/d.zip"], "no image files"),
     ("common.data.tool", ["--source", "{root}", "--dest", "{out}/d.zip", "--width", "24", "--height", "24"],

@@ -41,7 +41,11 @@ def _jit_load(path: str | os.PathLike, device: str | torch.device) -> torch.jit.
     """``torch.jit.load`` (deprecated in favour of torch.export, but NVIDIA's detectors only exist as TorchScript)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return torch.jit.load(str(path), map_location=device)
+        try:
+            return torch.jit.load(str(path), map_location=device)
+        except RuntimeError as err:  # a cut-off or foreign zip: torch's reason is its first line
+            reason = str(err).strip().splitlines()[0].split(". This is an internal")[0]
+            raise CheckpointError(f"{path} is not a loadable TorchScript detector ({reason})") from None
 
 
 def load_inception_state(path: str | os.PathLike) -> dict[str, Tensor]:
@@ -99,7 +103,15 @@ def inception_extractor(weights: str | os.PathLike | None = None, resize: str = 
     """The FID Inception with weights from ``weights``, ``$GENFORCE_INCEPTION_WEIGHTS``, the cache or a download."""
     path = resolve_weights(INCEPTION_WEIGHTS, weights, allow_download)
     net = FIDInceptionV3()
-    net.load_state_dict(load_inception_state(path))
+    try:
+        net.load_state_dict(load_inception_state(path))
+    except CheckpointError:
+        raise
+    except (KeyError, RuntimeError) as err:  # another network's weights (renaming or loading fails)
+        reason = " ".join(str(err).split())[:200]
+        raise CheckpointError(f"{path} does not hold the FID Inception's weights ({type(err).__name__}: {reason}); "
+                              "give pt_inception-2015-12-05-6726825d.pth or NVIDIA's inception-2015-12-05.pt"
+                              ) from None
     return InceptionExtractor(net.eval(), resize=resize, device=device, sha256=file_sha256(path))
 
 
@@ -114,6 +126,12 @@ class TorchScriptExtractor(FeatureExtractor):
         self.sha256 = file_sha256(path)
         self._net = _jit_load(path, self.device).eval()
         self.feature_dim = 0  # known after the first batch
+        try:  # a TorchScript file of another network fails here, not in the middle of a metric
+            self.extract(torch.zeros([1, 3, 32, 32], dtype=torch.uint8))
+        except RuntimeError as err:
+            reason = str(err).strip().splitlines()[0][:200]
+            raise CheckpointError(f"{path} does not behave like NVIDIA's {name}.pt detector (a forward with "
+                                  f"return_features=True fails: {reason})") from None
 
     @torch.no_grad()
     def extract(self, images: Tensor) -> Tensor:
