@@ -109,23 +109,37 @@ class BasicBlock(nn.Module):
 class GHFeatEncoder(nn.Module):
     """E(x) -> (coarse, middle, fine) codes, each (N, group_dims[i]); see the module docstring.
 
-    ``depth`` 18/34/50/101 (official default in train_ghfeat.py: 50); ``fpn_channels`` 512 officially;
-    ``group_dims``: the heads' output sizes. ``head_size`` is the side of the SAM maps the heads flatten (4 at 256 px
-    input: res6 is 1/64 of the input side).
+    Official setting (the defaults): ``depth`` 50 (18/34/101 also official), stem 7x7/2 + max-pool/2
+    (``stem_stride`` 4), stages at strides 1, 2, 2, 2, the extra 2048-channel stage, FPN/SAM with 512 channels, heads on
+    the 4x4 maps of a 256 px input. A smaller setting of the same network (the tiny preset) gives ``filters`` (stem,
+    then one per stage), ``units``, ``bottleneck``, ``stem_stride`` 1 (a stride-1 7x7 stem, no max-pool),
+    ``extra_channels`` and ``fpn_channels``. The FPN always takes the last two stages and the extra stage; the heads
+    flatten the deepest level's side (``head_size`` = resolution / total stride).
     """
 
-    def __init__(self, depth: int = 50, group_dims: tuple[int, int, int] = STYLEGAN_V1_256, fpn_channels: int = 512,
-                 resolution: int = 256, in_channels: int = 3) -> None:
+    def __init__(self, depth: int | None = 50, group_dims: tuple[int, int, int] = STYLEGAN_V1_256,
+                 fpn_channels: int = 512, resolution: int = 256, in_channels: int = 3,
+                 filters: list[int] | None = None, units: list[int] | None = None, bottleneck: bool | None = None,
+                 stem_stride: int = 4, extra_channels: int = 2048) -> None:
         super().__init__()
-        if depth not in DEPTHS:
-            raise ValueError(f"encoder depth must be one of {sorted(DEPTHS)}, got {depth}")
-        if resolution < 64 or resolution & (resolution - 1):
-            raise ValueError(f"the encoder needs a power-of-two input of at least 64 px (res6 = 1/64), got "
-                             f"{resolution}")
-        filters, units, bottleneck = DEPTHS[depth]
+        if filters is None or units is None or bottleneck is None:
+            if depth not in DEPTHS:
+                raise ValueError(f"encoder depth must be one of {sorted(DEPTHS)}, got {depth}")
+            filters, units, bottleneck = DEPTHS[depth]
+        if len(filters) != len(units) + 1 or len(units) < 2:
+            raise ValueError(f"filters (stem + one per stage) and units (>= 2 stages) disagree: {filters}, {units}")
+        if stem_stride not in (1, 4):
+            raise ValueError(f"stem_stride is 4 (official: 7x7/2 conv + 3x3/2 max-pool) or 1, got {stem_stride}")
+        total_stride = stem_stride * 2 ** (len(units) - 1) * 2
+        if resolution % total_stride or resolution & (resolution - 1):
+            raise ValueError(f"the encoder needs a power-of-two input of at least {total_stride} px (the extra stage "
+                             f"is 1/{total_stride} of it), got {resolution}")
         block = Bottleneck if bottleneck else BasicBlock
         self.depth, self.group_dims, self.resolution = depth, tuple(group_dims), resolution
-        self.stem_conv, self.stem_bn = SameConv2d(in_channels, filters[0], 7, 2, bias=False), _bn(filters[0])
+        self.stem_stride = stem_stride
+        stem_conv_stride = 2 if stem_stride == 4 else 1
+        self.stem_conv = SameConv2d(in_channels, filters[0], 7, stem_conv_stride, bias=False)
+        self.stem_bn = _bn(filters[0])
         stages, channels = [], filters[0]
         for i, (out, count) in enumerate(zip(filters[1:], units)):
             unit_list = [block(channels, out, 1 if i == 0 else 2, project=True)]
@@ -133,12 +147,12 @@ class GHFeatEncoder(nn.Module):
             stages.append(nn.Sequential(*unit_list))
             channels = out
         self.stages = nn.ModuleList(stages)
-        self.stage5 = Bottleneck(channels, 2048, 2, project=True)  # the extra stage: res6
-        level_channels = [filters[3], filters[4], 2048]  # res4, res5, res6
+        self.stage5 = Bottleneck(channels, extra_channels, 2, project=True)  # the extra stage: res6
+        level_channels = [filters[-2], filters[-1], extra_channels]  # res4, res5, res6
         self.laterals = nn.ModuleList(SameConv2d(c, fpn_channels, 3) for c in level_channels)
         self.fpn_out = nn.ModuleList(SameConv2d(fpn_channels, fpn_channels, 3) for _ in level_channels)
         self.fuse = nn.ModuleList(SameConv2d(fpn_channels, fpn_channels, 3) for _ in level_channels)
-        self.head_size = resolution // 64
+        self.head_size = resolution // total_stride
         flat = fpn_channels * self.head_size**2
         self.heads = nn.ModuleList(nn.Linear(flat, dim) for dim in reversed(self.group_dims))  # res4, res5, res6
         for head in self.heads:
@@ -147,8 +161,10 @@ class GHFeatEncoder(nn.Module):
         self.head_bns = nn.ModuleList(nn.BatchNorm1d(dim, eps=1e-5, momentum=0.1) for dim in reversed(self.group_dims))
 
     def backbone(self, x: Tensor) -> list[Tensor]:
-        """[res2, res3, res4, res5, res6] feature maps (at 256 px: 64, 32, 16, 8, 4 px)."""
-        x = _same_max_pool(F.leaky_relu(self.stem_bn(self.stem_conv(x)), 0.2))
+        """Every stage's output and the extra stage's (official at 256 px: res2..res6 at 64, 32, 16, 8, 4 px)."""
+        x = F.leaky_relu(self.stem_bn(self.stem_conv(x)), 0.2)
+        if self.stem_stride == 4:
+            x = _same_max_pool(x)
         levels = []
         for stage in self.stages:
             x = stage(x)
@@ -158,7 +174,7 @@ class GHFeatEncoder(nn.Module):
 
     def fused_levels(self, x: Tensor) -> list[Tensor]:
         """The three SAM outputs (res4, res5, res6 levels), each (N, fpn_channels, head_size, head_size)."""
-        levels = self.backbone(x)[2:]
+        levels = self.backbone(x)[-3:]
         laterals = [conv(level) for conv, level in zip(self.laterals, levels)]
         for i in range(len(laterals) - 1, 0, -1):  # top-down: nearest 2x upsampling and add
             laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], scale_factor=2.0, mode="nearest")

@@ -67,3 +67,19 @@ def test_basic_and_bottleneck_units_follow_the_official_order():
         GHFeatEncoder(depth=20)
     with pytest.raises(ValueError, match="power-of-two input of at least 64 px"):
         GHFeatEncoder(depth=18, resolution=32)
+
+
+def test_a_smaller_setting_of_the_same_encoder_for_32px():
+    """The tiny preset's encoder (spec §8): stride-1 stem, three stages, FPN at 16/8/4 px, heads for tiny32's groups."""
+    encoder = GHFeatEncoder(filters=[32, 48, 96, 192], units=[1, 1, 1], bottleneck=False, stem_stride=1,
+                            extra_channels=192, fpn_channels=64, group_dims=(320, 192, 128), resolution=32)
+    x = torch.randn(4, 3, 32, 32)
+    assert [tuple(f.shape[1:]) for f in encoder.backbone(x)] == [(48, 32, 32), (96, 16, 16), (192, 8, 8),
+                                                                  (192, 4, 4)]
+    assert [tuple(f.shape[1:]) for f in encoder.fused_levels(x)] == [(64, 4, 4)] * 3
+    assert [tuple(c.shape) for c in encoder(x)] == [(4, 320), (4, 192), (4, 128)]
+    assert _counts(encoder)[0] == 1_921_472
+    with pytest.raises(ValueError, match="filters .* and units .* disagree"):
+        GHFeatEncoder(filters=[32, 48], units=[1, 1], bottleneck=False)
+    with pytest.raises(ValueError, match="power-of-two input of at least 4 px"):
+        GHFeatEncoder(filters=[8, 8, 8], units=[1, 1], bottleneck=False, stem_stride=1, resolution=24)
