@@ -83,3 +83,14 @@ def test_a_smaller_setting_of_the_same_encoder_for_32px():
         GHFeatEncoder(filters=[32, 48], units=[1, 1], bottleneck=False)
     with pytest.raises(ValueError, match="power-of-two input of at least 4 px"):
         GHFeatEncoder(filters=[8, 8, 8], units=[1, 1], bottleneck=False, stem_stride=1, resolution=24)
+
+
+def test_bench_reports_images_per_second_against_resnet50():
+    from click.testing import CliRunner
+
+    from ghfeat.bench import main
+
+    result = CliRunner().invoke(main, ["--depth", "18", "--resolution", "64", "--batch", "2", "--reps", "1"])
+    assert result.exit_code == 0 and "img/s" in result.output and "ResNet-50" in result.output, result.output
+    result = CliRunner().invoke(main, ["--resolution", "96"])
+    assert result.exit_code == 2 and "power-of-two input" in result.output
