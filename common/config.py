@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 import types
 import typing
@@ -132,6 +133,18 @@ def _merge(dst: dict[str, Any], src: Mapping[str, Any]) -> None:
             _merge(dst[key], value)
         else:
             dst[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def set_overrides(sections: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``{'augment': {'mode': 'ada'}, 'methods': [...]}`` -> ``['augment.mode=ada', 'methods=[...]']``, the
+    ``--set`` strings :func:`load_config` takes (non-string values JSON-encoded)."""
+    out = []
+    for key, value in sections.items():
+        if isinstance(value, Mapping):
+            out += set_overrides(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={value if isinstance(value, str) else json.dumps(value)}")
+    return out
 
 
 def _dotted_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,6 +33,18 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], flo
             raise ValueError(f"row {row!r} has {len(row)} cells for {len(headers)} headers")
         lines.append("| " + " | ".join(cell(v) for v in row) + " |")
     return "\n".join(lines)
+
+
+def mean_sd(values: Sequence[float], fmt: str = "{:.3f}") -> str:
+    """'mean ± sd' over seeds (sample standard deviation); one value is marked '(1 seed)'."""
+    if len(values) < 2:
+        return fmt.format(values[0]) + " (1 seed)"
+    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
+def per_seed(values: Sequence[float | None], fmt: str = "{:.2f}", sep: str = ", ") -> str:
+    """Every seed's value, '-' where a run has none."""
+    return sep.join(fmt.format(v) if v is not None else "-" for v in values)
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, spacing: int = 0) -> np.ndarray:

@@ -72,6 +72,16 @@ def _check(cfg: ESDDPMConfig) -> None:
                           "set model.class_cond=false")
 
 
+def check_prior(cfg: ESDDPMConfig, what: str) -> None:
+    """One line for a prior section ('vae' or 'gan') whose numbers cannot train (0 iterations gave a NaN loss)."""
+    section = getattr(cfg, what)
+    for key in ("batch", "iterations"):
+        if getattr(section, key) < 1:
+            raise ConfigError(f"{what}.{key}={getattr(section, key)} must be >= 1")
+    if not (math.isfinite(section.lr) and section.lr > 0):
+        raise ConfigError(f"{what}.lr={section.lr} must be a finite number > 0")
+
+
 def train_ddpm(cfg: ESDDPMConfig, run_dir: str | Path, device: torch.device | str = "cpu",
                resume: str | Path | None = None, max_iterations: int | None = None) -> dict[str, float]:
     """Train until ``train.iterations`` (or ``max_iterations`` more); returns the last logged scalars."""
@@ -139,6 +149,8 @@ def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume
     setup = setup_run(ESDDPMConfig, "es_ddpm", str(config_path(cfg)) if cfg else None, overrides, outdir, resume,
                       seed, device)
     with failed_start_undone(setup, remove_untrained=False), user_errors():
+        if what != "ddpm":
+            check_prior(setup.cfg, "gan" if what == "dcgan" else "vae")
         if what == "vae":
             stats = train_vae(setup.cfg, setup.run_dir, setup.info.device, resume=setup.resume_from)
         elif what == "dcgan":

@@ -41,10 +41,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common.config import load_config
+from common.config import load_config, set_overrides
 from common.data.dataset import ImageFiles
 from common.data.synthetic import sample_photos, shapes
-from common.report import Report
+from common.report import Report, mean_sd, per_seed
 from common.stylegan2.pretrained import pretrained_source_gan
 from common.stylegan2.rows import reproduce_options
 from common.stylegan2.snapshot import load_networks
@@ -117,16 +117,9 @@ def write_targets(out: Path) -> dict[str, Path]:
     return paths
 
 
-def _dotted(overrides: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key, value in overrides.items():
-        out += _dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}={value}"]
-    return out
-
-
 def arm_config(spec: ArmSpec) -> GenDAConfig:
     """configs/tiny.yaml with the arm's overrides, the target, the source, the seed and the budget."""
-    sets = _dotted(ARMS[spec.arm]) + [f"data.path={target_dataset(spec.target_path, 32)}",
+    sets = set_overrides(ARMS[spec.arm]) + [f"data.path={target_dataset(spec.target_path, 32)}",
                                       f"train.init_from={spec.source}", f"genda.target={spec.target_path}",
                                       *spec.extra]
     cfg = dataclasses.replace(load_config(GenDAConfig, config_path("tiny"), sets), seed=spec.seed)
@@ -177,15 +170,6 @@ def run_all(specs: list[ArmSpec], workers: int) -> list[dict[str, Any]]:
                        f"{result['seconds']:.0f} s ({(time.perf_counter() - start) / 60:.1f} min elapsed)")
             results.append(result)
     return results
-
-
-def _mean_sd(values: list[float], fmt: str = "{:.3f}") -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(sd)}"
-
-
-def _per_seed(values: list[float], fmt: str = "{:.3f}") -> str:
-    return " / ".join(fmt.format(v) for v in values)
 
 
 def _runs(results: list[dict[str, Any]], target: str, arm: str) -> list[dict[str, Any]]:
@@ -282,10 +266,10 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
         runs = _runs(results, "photo", arm)
         if runs:
             final = [r["final"] for r in runs]
-            rows.append([arm, _mean_sd([f["style_dist"] for f in final], "{:.4f}"),
-                         _mean_sd([f["colour_dist"] for f in final]),
-                         _mean_sd([f["div_feat"] / src["div_feat"] for f in final]),
-                         _mean_sd([f["mse_target"] for f in final], "{:.4f}")])
+            rows.append([arm, mean_sd([f["style_dist"] for f in final], "{:.4f}"),
+                         mean_sd([f["colour_dist"] for f in final]),
+                         mean_sd([f["div_feat"] / src["div_feat"] for f in final]),
+                         mean_sd([f["mse_target"] for f in final], "{:.4f}")])
     report.table(["arm", "style distance (Gram, D b16) ↓", "mean-colour distance ↓", "diversity / source ↑",
                   "MSE to reference"], rows)
     _grid(report, "photo_reference.png", np.asarray(samples["photo_reference"], dtype=np.uint8), "the reference")
@@ -317,10 +301,10 @@ def in_domain_table(report: Report, results: list[dict[str, Any]], arms: list[st
             continue
         final = [r["final"] for r in runs]
         div = [f["div_feat"] / src["div_feat"] for f in final]
-        rows.append([arm, _mean_sd([f["attr_rate"] for f in final]), _mean_sd(div),
-                     _mean_sd([f["div_pix"] / src["div_pix"] for f in final]),
-                     _mean_sd([f["mse_target"] for f in final], "{:.4f}"),
-                     _mean_sd([f["colour_dist"] for f in final]), _per_seed(div)])
+        rows.append([arm, mean_sd([f["attr_rate"] for f in final]), mean_sd(div),
+                     mean_sd([f["div_pix"] / src["div_pix"] for f in final]),
+                     mean_sd([f["mse_target"] for f in final], "{:.4f}"),
+                     mean_sd([f["colour_dist"] for f in final]), per_seed(div, "{:.3f}", " / ")])
     report.table(["arm", "attr rate ↑", "diversity (D feat.) / source ↑", "diversity (pixel L1) / source ↑",
                   "MSE to reference (memorisation)", "mean-colour distance ↓", "diversity / source per seed"], rows)
 

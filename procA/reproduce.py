@@ -335,7 +335,8 @@ def _paper_preset(preset: str, data: str, gpus: int) -> None:
 @click.option("--data", default="", help="Datasets folder for paper presets.")
 @click.option("--gpus", default=0, type=int, help="torchrun processes for paper presets (0: one process).")
 @click.option("--seeds", default="0,1,2", show_default=True, callback=parse_seeds, help="Comma-separated seeds (tiny).")
-@click.option("--workers", default=2, show_default=True, help="Seeds run in parallel (tiny).")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Seeds run in parallel (tiny).")
 @click.option("--outdir", default=None, help="Report folder [results/procA/<preset>].")
 @click.option("--smoke", is_flag=True, help="A few iterations per stage on smaller data (seconds): checks the report.")
 def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, outdir: str | None, smoke: bool) -> None:

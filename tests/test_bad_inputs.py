@@ -37,8 +37,15 @@ def files(tmp_path_factory) -> dict[str, str]:
     (root / "script_cut.pt").write_bytes(script.read_bytes()[:300])
     # a pickle that would call os.system('true') when loaded: every importer must refuse it without running it
     (root / "payload.pkl").write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
-    return {"root": str(root), "source": str(source), **{p.stem + p.suffix.replace(".", "_"): str(p)
-                                                           for p in root.iterdir()}}
+    from common.config import load_config
+    from es_ddpm.config import ESDDPMConfig, config_path
+    from es_ddpm.train import train_ddpm
+
+    es_cfg = load_config(ESDDPMConfig, config_path("tiny"), ["train.iterations=1", "train.snapshot_every=1"])
+    train_ddpm(es_cfg, root / "es_run")  # another package's snapshot, written the way es_ddpm writes it
+    es_snapshot = next((root / "es_run").glob("snapshot-*.pt"))
+    named = {p.stem + p.suffix.replace(".", "_"): str(p) for p in root.iterdir()}  # text.pt -> text_pt
+    return {"root": str(root), "source": str(source), "es_snapshot": str(es_snapshot), **named}
 
 
 CASES = [
@@ -132,6 +139,8 @@ CASES = [
     ("es_ddpm.train", ["--cfg", "tiny", "--set", "train.lr=nan"], "finite number > 0"),
     ("es_ddpm.train", ["--cfg", "tiny", "--set", "train.max_timestep=5000"], "max_timestep"),
     ("es_ddpm.train", ["--cfg", "nope"], "nope"),
+    ("es_ddpm.train", ["--cfg", "tiny", "--what", "dcgan", "--set", "gan.iterations=0"], "gan.iterations=0 must be"),
+    ("es_ddpm.train", ["--cfg", "tiny", "--what", "vae", "--set", "vae.lr=nan"], "vae.lr=nan must be"),
     ("es_ddpm.train", ["--cfg", "tiny", "--what", "dcgan", "--resume", "{emptydir}"], "trains in one go"),
     ("es_ddpm.sample", ["--cfg", "tiny", "--ckpt", "{text_pt}", "--prior", "noise"], "text.pt"),
     ("es_ddpm.sample", ["--cfg", "tiny", "--ckpt", "{source}", "--prior", "noise"], "snapshot"),
@@ -160,6 +169,9 @@ CASES = [
     ("oneshot_gan.reproduce", ["--preset", "nope"], "unknown PRESET"),
     ("oneshot_gan.reproduce", ["--preset", "ffhq_babies"], "needs DATA"),
     ("oneshot_gan.reproduce", ["--seeds", "a,b"], "comma-separated integers"),
+    ("oneshot_gan.reproduce", ["--workers", "0"], "--workers"),
+    ("oneshot_gan.train", ["--cfg", "tiny", "--target", "{image_png}", "--source", "{es_snapshot}"],
+     "not a StyleGAN2-family snapshot"),
     ("procA.reproduce", ["--seeds", "1.5"], "comma-separated integers"),
 ]
 

@@ -31,8 +31,8 @@ import click
 import numpy as np
 import torch
 
-from common.config import load_config
-from common.report import Report
+from common.config import load_config, set_overrides
+from common.report import Report, mean_sd, per_seed
 from common.stylegan2.compose import method_of_config
 from common.stylegan2.config import StyleGAN2Config, preset_path
 from common.stylegan2.rows import parse_seeds
@@ -92,21 +92,10 @@ def arm_slug(arm: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", arm.lower()).strip("_")
 
 
-def _dotted(overrides: dict[str, Any], prefix: str = "") -> list[str]:
-    """``{'augment': {'mode': 'ada'}, 'methods': [...]}`` -> ``['augment.mode=ada', 'methods=[...]']`` (--set)."""
-    out = []
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            out += _dotted(value, f"{prefix}{key}.")
-        else:
-            out.append(f"{prefix}{key}={value if isinstance(value, str) else json.dumps(value)}")
-    return out
-
-
 def arm_config(spec: ArmSpec) -> tuple[StyleGAN2Config, Any]:
     """The arm's config (with the seed, and a 4-iteration budget in smoke mode) and its (composed) method."""
     source, overrides = ARMS[spec.arm]
-    path, sets = _config_file(source), _dotted(overrides)
+    path, sets = _config_file(source), set_overrides(overrides)
     method = method_of_config(path, sets)
     cfg = dataclasses.replace(load_config(method.config_class, path, sets), seed=spec.seed)
     if spec.smoke:
@@ -218,23 +207,13 @@ def late_gap(result: dict[str, Any]) -> float:
     return statistics.mean(late)
 
 
-def _spread(values: list[float], fmt: str = "{:.3f}") -> str:
-    if len(values) < 2:
-        return fmt.format(values[0]) + " (1 seed)"
-    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
-
-
-def _per_seed(values: list[float], fmt: str = "{:.2f}") -> str:
-    return ", ".join(fmt.format(v) if v is not None else "-" for v in values)
-
-
 def gap_verdict(arm: str, gaps: list[float], reference: str, reference_gaps: list[float]) -> str:
     """How the arm's final gaps compare with a reference row's, seed by seed and against its seed spread."""
     diffs = [g - b for g, b in zip(gaps, reference_gaps)]
     smaller = sum(d < 0 for d in diffs)
     mean_diff = statistics.mean(diffs)
     spread = statistics.stdev(reference_gaps) if len(reference_gaps) > 1 else float("nan")
-    text = (f"{arm} vs {reference}: final gap {_spread(gaps)} vs {_spread(reference_gaps)}; smaller on {smaller} of "
+    text = (f"{arm} vs {reference}: final gap {mean_sd(gaps)} vs {mean_sd(reference_gaps)}; smaller on {smaller} of "
             f"{len(diffs)} seeds, mean difference {mean_diff:+.2f} ({reference} seed sd {spread:.2f}).")
     if smaller == len(diffs) and -mean_diff > spread:
         return text + f" Less over-fitting on every seed, by more than the {reference} seed spread."
@@ -257,8 +236,8 @@ def _gap_section(report: Report, results: list[dict[str, Any]], arms: list[str],
         runs = _by_arm(results, arm)
         finals, lates = [r["final"]["gap"] for r in runs], [late_gap(r) for r in runs]
         ratios = [g / b if abs(b) > 1e-6 else float("nan") for g, b in zip(finals, reference_finals)]
-        rows.append([arm, _per_seed(finals), _spread(finals), _per_seed(lates), _spread(lates),
-                     _per_seed(ratios)])
+        rows.append([arm, per_seed(finals), mean_sd(finals), per_seed(lates), mean_sd(lates),
+                     per_seed(ratios)])
     report.table(["arm", "final gap per seed", "final gap mean ± sd", "2nd-half gap per seed",
                   "2nd-half mean ± sd", f"final / {arms[0]} per seed"], rows)
     verdicts = []
@@ -323,12 +302,12 @@ def write_report(out: Path, results: list[dict[str, Any]], arms: list[str], wall
     for arm in arms:
         runs = _by_arm(results, arm)
         finals = [r["final"] for r in runs]
-        rows.append([arm, _per_seed([f["proxy_fd"] for f in finals], "{:.0f}"),
-                     _spread([f["proxy_fd"] for f in finals], "{:.0f}"),
-                     _per_seed([f["class_entropy"] for f in finals]),
-                     _per_seed([f["retrieval_top1"] for f in finals], "{:.3f}"),
-                     _per_seed([f["augment_p"] for f in finals]),
-                     _per_seed([r["cpu_seconds"] for r in runs], "{:.0f}")])
+        rows.append([arm, per_seed([f["proxy_fd"] for f in finals], "{:.0f}"),
+                     mean_sd([f["proxy_fd"] for f in finals], "{:.0f}"),
+                     per_seed([f["class_entropy"] for f in finals]),
+                     per_seed([f["retrieval_top1"] for f in finals], "{:.3f}"),
+                     per_seed([f["augment_p"] for f in finals]),
+                     per_seed([r["cpu_seconds"] for r in runs], "{:.0f}")])
     report.table(["arm", "proxy-FD per seed", "proxy-FD mean ± sd", "class entropy per seed",
                   "retrieval top-1 per seed", "final augment p", "CPU s per seed"], rows)
 

@@ -65,7 +65,8 @@ def reproduce_options(package: str, seeds: tuple[int, ...] = (0, 1, 2)) -> Calla
         click.option("--gpus", default=0, type=int, show_default=True, help="Paper rows: processes for torchrun."),
         click.option("--seeds", default=",".join(map(str, seeds)), show_default=True, callback=parse_seeds,
                      help="Tiny: seeds per arm, comma-separated."),
-        click.option("--workers", default=2, show_default=True, help="Tiny: arms trained in parallel (1 thread each)."),
+        click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
+                     help="Tiny: arms trained in parallel (1 thread each)."),
         click.option("--smoke", is_flag=True, help="Tiny: 4 iterations per arm, to check the pipeline end to end."),
         click.option("--report-only", is_flag=True, help="Tiny: rewrite the report from results.json and the run "
                      "dirs."),

@@ -51,3 +51,13 @@ def test_scalar_logger_appends_jsonl_and_progress_counts(tmp_path):
     with Progress(total=64) as bar:
         bar.update(32, loss=0.1)
         assert bar.rate > 0
+
+
+def test_seed_summaries_and_set_overrides():
+    from common.config import set_overrides
+    from common.report import mean_sd, per_seed
+
+    assert mean_sd([1.0, 2.0, 3.0], "{:.1f}") == "2.0 ± 1.0" and mean_sd([0.5]) == "0.500 (1 seed)"
+    assert per_seed([0.1, None, 0.25], "{:.2f}", " / ") == "0.10 / - / 0.25"
+    assert set_overrides({"genda": {"method": "ewc", "ewc_lambda": 500.0}, "methods": ["insgen"]}) == [
+        "genda.method=ewc", "genda.ewc_lambda=500.0", 'methods=["insgen"]']
