@@ -130,7 +130,7 @@ def _numpy_scalar(dtype: Any, data: bytes) -> Any:
     return np.frombuffer(data, dtype=dtype)[0].item()
 
 
-def _numpy_dtype(name: str, align: bool = False, copy: bool = False) -> Any:
+def numpy_dtype(name: str, align: bool = False, copy: bool = False) -> Any:
     import numpy as np
 
     return np.dtype(name)
@@ -155,7 +155,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy", "dtype"): _numpy_dtype,
+    ("numpy", "dtype"): numpy_dtype,
     ("copyreg", "_reconstructor"): _reconstructor,
 }
 _STUB_CLASSES: dict[tuple[str, str], type] = {}
