@@ -76,12 +76,16 @@ def encoder_loss(reals: Tensor, fakes: Tensor, fake_logits: Tensor, perceptual: 
 
 
 def discriminator_loss(D: nn.Module, reals: Tensor, fakes: Tensor, r1_gamma: float = 10.0) -> dict[str, Tensor]:
-    """``D_logistic_simplegp``: logistic loss on reals and (detached) reconstructions plus R1 on the reals."""
-    reals = reals.detach().requires_grad_(True)
+    """``D_logistic_simplegp``: logistic loss on reals and (detached) reconstructions plus R1 on the reals. With
+    ``r1_gamma`` 0 (the steps between lazy R1 steps) the gradient penalty is not computed (no ``r1`` term)."""
     c = torch.zeros([len(reals), 0], device=reals.device)
+    reals = reals.detach().requires_grad_(r1_gamma > 0)
     real_logits = D(reals, c)
     fake_logits = D(fakes.detach(), c)
-    (grads,) = torch.autograd.grad(real_logits.sum(), reals, create_graph=True)
-    r1 = grads.square().sum(dim=[1, 2, 3]).mean()
     loss_fake, loss_real = F.softplus(fake_logits).mean(), F.softplus(-real_logits).mean()
-    return {"loss": loss_fake + loss_real + r1 * (r1_gamma * 0.5), "fake": loss_fake, "real": loss_real, "r1": r1}
+    terms = {"loss": loss_fake + loss_real, "fake": loss_fake, "real": loss_real}
+    if r1_gamma > 0:
+        (grads,) = torch.autograd.grad(real_logits.sum(), reals, create_graph=True)
+        terms["r1"] = grads.square().sum(dim=[1, 2, 3]).mean()
+        terms["loss"] = terms["loss"] + terms["r1"] * (r1_gamma * 0.5)
+    return terms

@@ -18,10 +18,12 @@ tiny hierarchy check (spec §8 check 4).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.linalg import LinAlgWarning
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 from sklearn.metrics import r2_score
 from sklearn.preprocessing import StandardScaler
@@ -68,7 +70,9 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
         model = LogisticRegression(C=regularisation, max_iter=1000, random_state=seed)
     else:
         raise ValueError(f"probe kind is 'ridge' or 'logistic', got {kind!r}")
-    model.fit(scaler.transform(train_x), train_y)
+    with warnings.catch_warnings():  # collinear code dimensions: the ridge solve is regularised, scipy warns anyway
+        warnings.simplefilter("ignore", LinAlgWarning)
+        model.fit(scaler.transform(train_x), train_y)
     return float((model.predict(scaler.transform(test_x)) == test_y).mean())
 
 
@@ -77,7 +81,9 @@ def ridge_regression(train_x: np.ndarray, train_t: np.ndarray, test_x: np.ndarra
     """Ridge regression of continuous targets (N, K) on standardised features: R^2 (averaged over the K outputs)
     and the mean absolute error on the test set."""
     scaler = StandardScaler().fit(train_x)
-    model = Ridge(alpha=alpha).fit(scaler.transform(train_x), train_t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LinAlgWarning)
+        model = Ridge(alpha=alpha).fit(scaler.transform(train_x), train_t)
     pred = model.predict(scaler.transform(test_x))
     return {"r2": float(r2_score(test_t, pred)), "mae": float(np.abs(pred - test_t).mean())}
 

@@ -153,6 +153,37 @@ def _check(cfg: GHFeatConfig) -> None:
         raise ConfigError(f"train.batch={cfg.train.batch} gives fewer than 2 images per process; BatchNorm needs 2")
 
 
+def encoder_step(E: nn.Module, G: nn.Module, D: nn.Module, perceptual: nn.Module, x: Tensor, cfg: GHFeatConfig,
+                 opt_E: torch.optim.Optimizer) -> dict[str, float]:
+    """Step 1 of an iteration: ``encoder_loss`` on x_hat = G(E(x)) and one Adam step of E (D and G frozen)."""
+    D.requires_grad_(False)
+    x_hat = reconstruct(E, G, x)
+    if cfg.loss.d_scale > 0:
+        fake_logits = D(x_hat, torch.zeros([len(x), 0], device=x.device))
+    else:
+        fake_logits = torch.zeros(len(x), 1, device=x.device)
+    terms = encoder_loss(x, x_hat, fake_logits, perceptual, cfg.loss.feature_scale, cfg.loss.d_scale)
+    opt_E.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    opt_E.step()
+    return {f"E/{k}": float(dist.all_reduce_mean(v.detach())) for k, v in terms.items()}
+
+
+def discriminator_step(E: nn.Module, G: nn.Module, D: nn.Module, x: Tensor, cfg: GHFeatConfig,
+                       opt_D: torch.optim.Optimizer, step: int) -> dict[str, float]:
+    """Step 2: a fresh reconstruction of the same reals (E in training mode, no gradient), ``discriminator_loss``
+    with R1 every ``loss.r1_every`` iterations (scaled by it), one Adam step of D."""
+    D.requires_grad_(True)
+    with torch.no_grad():
+        x_hat = reconstruct(E, G, x)
+    r1_gamma = cfg.loss.r1_gamma * cfg.loss.r1_every if step % cfg.loss.r1_every == 0 else 0.0
+    terms = discriminator_loss(D, x, x_hat, r1_gamma)
+    opt_D.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    opt_D.step()
+    return {f"D/{k}": float(dist.all_reduce_mean(v.detach())) for k, v in terms.items()}
+
+
 def train_ghfeat(cfg: GHFeatConfig, run_dir: str | Path, device: torch.device | str = "cpu",
                  resume: str | Path | None = None, max_iterations: int | None = None) -> dict[str, float]:
     """Train E (and D) until ``train.total_kimg`` (or ``max_iterations`` more); returns the last scalars."""
@@ -188,7 +219,6 @@ def train_ghfeat(cfg: GHFeatConfig, run_dir: str | Path, device: torch.device | 
     stop = total if max_iterations is None else min(total, step + max_iterations)
     image_every, snapshot_every = cfg.train.every(cfg.train.image_kimg), cfg.train.every(cfg.train.snapshot_kimg)
     logger = ScalarLogger(run_dir) if dist.is_main() else None
-    c = torch.zeros([per_rank, 0], device=device)
     scalars: dict[str, float] = {}
     with Progress(total, desc="ghfeat", unit="it", initial=step) as progress:
         while step < stop:
@@ -199,27 +229,9 @@ def train_ghfeat(cfg: GHFeatConfig, run_dir: str | Path, device: torch.device | 
             for opt, base in ((opt_E, cfg.optim.lr), (opt_D, cfg.optim.d_lr or cfg.optim.lr)):
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(cfg.optim, step, total, base)
-            # 1. E step (G and D frozen for it)
-            D.requires_grad_(False)
-            x_hat = G.synthesis(None, styles=codes_to_styles(E_ddp(x), G.synthesis.style_dims()),
-                                noise_mode="const")
-            fake_logits = D_ddp(x_hat, c) if cfg.loss.d_scale > 0 else torch.zeros(len(x), 1, device=device)
-            terms = encoder_loss(x, x_hat, fake_logits, perceptual, cfg.loss.feature_scale, cfg.loss.d_scale)
-            opt_E.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            opt_E.step()
-            scalars = {f"E/{k}": float(dist.all_reduce_mean(v.detach())) for k, v in terms.items()}
-            # 2. D step on the same reals, with a fresh reconstruction
+            scalars = encoder_step(E_ddp, G, D_ddp, perceptual, x, cfg, opt_E)
             if cfg.loss.d_scale > 0:
-                D.requires_grad_(True)
-                with torch.no_grad():
-                    x_hat = reconstruct(E_ddp, G, x)
-                r1_gamma = cfg.loss.r1_gamma * cfg.loss.r1_every if step % cfg.loss.r1_every == 0 else 0.0
-                d_terms = discriminator_loss(D_ddp, x, x_hat, r1_gamma)
-                opt_D.zero_grad(set_to_none=True)
-                d_terms["loss"].backward()
-                opt_D.step()
-                scalars.update({f"D/{k}": float(dist.all_reduce_mean(v.detach())) for k, v in d_terms.items()})
+                scalars.update(discriminator_step(E_ddp, G, D_ddp, x, cfg, opt_D, step))
             step += 1
             progress.update(1, loss=scalars["E/loss"])
             if logger is not None and (step % cfg.train.log_every == 0 or step == stop):

@@ -173,12 +173,38 @@ CASES = [
     ("oneshot_gan.train", ["--cfg", "tiny", "--target", "{image_png}", "--source", "{es_snapshot}"],
      "not a StyleGAN2-family snapshot"),
     ("procA.reproduce", ["--seeds", "1.5"], "comma-separated integers"),
+    # ghfeat
+    ("ghfeat.train", ["--cfg", "tiny", "--generator", "{text_pt}"], "not a PyTorch file"),
+    ("ghfeat.train", ["--cfg", "tiny", "--generator", "{payload_pkl}"], "refusing to load global"),
+    ("ghfeat.train", ["--cfg", "tiny", "--generator", "{es_snapshot}"], "not a StyleGAN2-family snapshot"),
+    ("ghfeat.train", ["--cfg", "tiny", "--generator", "{cut_pt}"], "cut.pt"),
+    ("ghfeat.train", ["--cfg", "tiny", "--generator", "{source}", "--data", "{emptydir}"], "no image"),
+    ("ghfeat.train", ["--cfg", "tiny", "--set", "loss.r1_every=0"], "loss.r1_every"),
+    ("ghfeat.train", ["--cfg", "tiny", "--set", "optim.d_lr=nan"], "optim.d_lr"),
+    ("ghfeat.train", ["--cfg", "tiny", "--set", "train.snapshot_kimg=0"], "train.snapshot_kimg"),
+    ("ghfeat.train", ["--cfg", "ffhq256"], "no generator"),
+    ("ghfeat.train", ["--cfg", "tiny", "--pretrained_D"], "--fresh-D"),
+    ("ghfeat.eval", ["extract", "--encoder", "{payload_pkl}", "--images", "{image_png}", "-o", "{out}"],
+     "refusing global os.system"),
+    ("ghfeat.eval", ["extract", "--encoder", "{text_pt}", "--images", "{image_png}", "-o", "{out}"],
+     "not a PyTorch file"),
+    ("ghfeat.eval", ["extract", "--encoder", "{source}", "--images", "{image_png}", "-o", "{out}"],
+     "not a GH-Feat snapshot"),
+    ("ghfeat.eval", ["extract", "--encoder", "{es_snapshot}", "--images", "{image_png}", "-o", "{out}"],
+     "not a GH-Feat snapshot"),
+    ("ghfeat.eval", ["probe", "--encoder", "{text_txt}", "--train", "{root}", "--test", "{root}"],
+     "is not a GH-Feat snapshot"),
+    ("ghfeat.reproduce", ["--preset", "nope"], "unknown PRESET"),
+    ("ghfeat.reproduce", ["--preset", "ffhq256"], "needs DATA"),
+    ("ghfeat.reproduce", ["--workers", "0"], "--workers"),
+    ("ghfeat.bench", ["--what", "nope"], "--what"),
 ]
 
 
 RUN_DIR_CLIS = {"common.stylegan2.train", "insgen.train", "dynamicd.train", "eqgan.train", "oneshot_gan.train",
                 "es_ddpm.train", "es_ddpm.sample", "procA.train_src", "procA.train_proca", "procA.train_ssl",
-                "procA.eval", "procA.pseudo_label", "procA.init_prototypes"}  # CLIs that make <outdir>/NNNNN-<cfg>
+                "procA.eval", "procA.pseudo_label", "procA.init_prototypes",
+                "ghfeat.train"}  # CLIs that make <outdir>/NNNNN-<cfg>
 
 
 def _ids(case: tuple) -> str:

@@ -54,7 +54,8 @@ def parse_seeds(ctx: click.Context | None, param: click.Parameter | None, value:
     return seeds
 
 
-def reproduce_options(package: str, seeds: tuple[int, ...] = (0, 1, 2)) -> Callable[[Callable[..., Any]], Any]:
+def reproduce_options(package: str, seeds: tuple[int, ...] = (0, 1, 2), workers: int = 2
+                      ) -> Callable[[Callable[..., Any]], Any]:
     """The options every ``<package>.reproduce`` takes: ``--preset`` (tiny or a paper row), ``--data``, ``--gpus``
     for paper rows; ``--seeds``, ``--workers``, ``--smoke``, ``--report-only`` for the tiny preset; ``--outdir``."""
     options = [
@@ -65,7 +66,7 @@ def reproduce_options(package: str, seeds: tuple[int, ...] = (0, 1, 2)) -> Calla
         click.option("--gpus", default=0, type=int, show_default=True, help="Paper rows: processes for torchrun."),
         click.option("--seeds", default=",".join(map(str, seeds)), show_default=True, callback=parse_seeds,
                      help="Tiny: seeds per arm, comma-separated."),
-        click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
+        click.option("--workers", default=workers, show_default=True, type=click.IntRange(min=1),
                      help="Tiny: arms trained in parallel (1 thread each)."),
         click.option("--smoke", is_flag=True, help="Tiny: 4 iterations per arm, to check the pipeline end to end."),
         click.option("--report-only", is_flag=True, help="Tiny: rewrite the report from results.json and the run "

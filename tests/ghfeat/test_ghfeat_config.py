@@ -33,3 +33,29 @@ def test_learning_rate_decays_by_0_8_every_quarter_of_the_run():
 def test_out_of_range_values_are_one_line(override, key):
     with pytest.raises(ConfigError, match=key):
         load_config(GHFeatConfig, overrides=[override])
+
+
+@pytest.mark.parametrize("row", ["ffhq256", "tower256", "bedroom256"])
+def test_paper_rows_are_the_official_defaults_and_build_the_official_encoder(row):
+    import torch
+
+    from common.stylegan2.build import build_generator
+    from common.stylegan2.config import StyleGAN2Config, preset_path, resolve
+    from ghfeat.codes import group_dims
+    from ghfeat.config import config_path
+    from ghfeat.encoder import STYLEGAN_V1_256, GHFeatEncoder
+    from ghfeat.training import build_encoder
+
+    cfg = load_config(GHFeatConfig, config_path(row))
+    default = load_config(GHFeatConfig)
+    assert (cfg.optim, cfg.train, cfg.loss, cfg.encoder, cfg.seed) == (default.optim, default.train, default.loss,
+                                                                     default.encoder, 1000)
+    assert cfg.data.mirror and cfg.data.source == "path"
+    with torch.device("meta"):
+        assert sum(p.numel() for p in GHFeatEncoder(depth=cfg.encoder.depth, group_dims=STYLEGAN_V1_256)
+                   .parameters()) == 151_766_976  # the official network (StyleGAN v1 heads)
+    G = build_generator(resolve(load_config(StyleGAN2Config, preset_path("paper256")), 256, gpus=1), 256, 3, 0)
+    assert group_dims(G.synthesis.style_dims()) == (2560, 3072, 1792)
+    with torch.device("meta"):
+        E = build_encoder(cfg, G.synthesis.style_dims(), 256)
+    assert sum(p.numel() for p in E.parameters()) == 130_787_776  # the same encoder, heads for StyleGAN2's S-space

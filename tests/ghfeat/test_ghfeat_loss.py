@@ -68,3 +68,11 @@ def test_d_feature_perceptual_uses_a_frozen_copy_of_the_source_d():
     assert not any(p.requires_grad for p in phi.parameters())
     out.sum().backward()
     assert x.grad is not None  # gradients reach the reconstruction, never the frozen D
+
+
+def test_between_lazy_r1_steps_the_penalty_is_not_computed():
+    D = _QuadD()
+    reals, fakes = torch.randn(3, 3, 4, 4), torch.randn(3, 3, 4, 4)
+    lazy = discriminator_loss(D, reals, fakes, r1_gamma=0.0)
+    full = discriminator_loss(D, reals, fakes, r1_gamma=10.0)
+    assert "r1" not in lazy and lazy["loss"].item() == pytest.approx((full["fake"] + full["real"]).item())

@@ -8,12 +8,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from common.checkpoint import load_checkpoint, resolve_resume
 from common.config import load_config
 from common.data.archive import write_image_archive
 from common.stylegan2.networks import Discriminator
 from common.stylegan2.pretrained import SourceTraining, pretrained_source_gan
 from common.stylegan2.snapshot import load_networks
-from common.checkpoint import load_checkpoint, resolve_resume
 from ghfeat import train as train_cli
 from ghfeat.config import GHFeatConfig, config_path
 from ghfeat.training import fresh_discriminator, load_encoder, random_mirror, reconstruct, train_ghfeat
@@ -154,3 +154,9 @@ def test_bad_input_is_one_line_and_leaves_no_run_dir(source, tmp_path, args, nee
 def test_mirror_default_is_on_and_pretrained_D_on():
     cfg = load_config(GHFeatConfig)
     assert cfg.data.mirror and cfg.train.pretrained_D and np.isclose(cfg.loss.d_scale, 0.08)
+
+
+def test_bench_times_a_tiny_iteration():
+    from ghfeat.bench import iteration_seconds
+
+    assert 0 < iteration_seconds("tiny", batch=4, reps=1, device=torch.device("cpu")) < 60
