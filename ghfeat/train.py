@@ -66,8 +66,9 @@ def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume
     extra += [f"encoder.depth={depth}"] if depth else []
     setup = setup_run(GHFeatConfig, "ghfeat", cfg_file, extra, outdir, resume, seed, device)
     with failed_start_undone(setup), user_errors():
-        stats = train_ghfeat(setup.cfg, setup.run_dir, setup.info.device, resume=setup.resume_from)
-    dist.print0(f"done: reconstruction MSE {stats.get('E/pixel', float('nan')):.4g} in {setup.run_dir}")
+        result = train_ghfeat(setup.cfg, setup.run_dir, setup.info.device, resume=setup.resume_from)
+    dist.print0(f"done: {result.step} iterations, reconstruction MSE {result.scalars.get('E/pixel', float('nan')):.4g} "
+                f"in {setup.run_dir}")
     dist.cleanup()
 
 

@@ -10,13 +10,15 @@ Each iteration, on one real batch x (x-flipped at random when ``data.mirror``):
 G never changes. As in the official graph, BatchNorm's moving statistics see both forward passes (its update runs
 whenever E runs in training mode). One learning-rate step per iteration (``config.learning_rate``). Snapshots
 (``snapshot-*.pt``) hold E, D, both optimisers, the step and the RNG; the data order and the flips follow from them,
-so a resumed run equals an uninterrupted one. Under torchrun, BatchNorm becomes ``SyncBatchNorm`` (the official
-sync-BN over the 8 GPUs) and E and D are DDP-wrapped.
+so a resumed run equals an uninterrupted one. Under torchrun E and D are DDP-wrapped and, on GPUs, BatchNorm
+becomes ``SyncBatchNorm`` (the official sync-BN over the 8 GPUs); CPU processes (gloo) normalise per process and DDP
+broadcasts rank 0's moving statistics.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ from torch import Tensor, nn
 
 from common import checkpoint, dist
 from common.checkpoint import CheckpointError
-from common.config import ConfigError, to_dict
+from common.config import ConfigError, config_from_dict, to_dict
 from common.data import DatasetError, ImageDataset, infinite_loader, shapes_dataset
 from common.logging import Progress, ScalarLogger
 from common.metrics.weights import WeightsNotFoundError, load_vgg16_imagenet
@@ -184,9 +186,19 @@ def discriminator_step(E: nn.Module, G: nn.Module, D: nn.Module, x: Tensor, cfg:
     return {f"D/{k}": float(dist.all_reduce_mean(v.detach())) for k, v in terms.items()}
 
 
+@dataclass
+class TrainedGHFeat:
+    """What :func:`train_ghfeat` returns: this process's E and D (unwrapped), the iteration and the last scalars."""
+
+    E: nn.Module
+    D: nn.Module
+    step: int
+    scalars: dict[str, float]
+
+
 def train_ghfeat(cfg: GHFeatConfig, run_dir: str | Path, device: torch.device | str = "cpu",
-                 resume: str | Path | None = None, max_iterations: int | None = None) -> dict[str, float]:
-    """Train E (and D) until ``train.total_kimg`` (or ``max_iterations`` more); returns the last scalars."""
+                 resume: str | Path | None = None, max_iterations: int | None = None) -> TrainedGHFeat:
+    """Train E (and D) until ``train.total_kimg`` (or ``max_iterations`` more)."""
     _check(cfg)
     device, run_dir = torch.device(device), Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +210,7 @@ def train_ghfeat(cfg: GHFeatConfig, run_dir: str | Path, device: torch.device | 
     D.train()
     perceptual = build_perceptual(cfg, source_D).to(device)
     E = build_encoder(cfg, G.synthesis.style_dims(), resolution).to(device).train()
-    if dist.is_distributed():
+    if dist.is_distributed() and device.type == "cuda":  # PyTorch's SyncBatchNorm runs on GPUs only
         E = nn.SyncBatchNorm.convert_sync_batchnorm(E)
     opt_E = torch.optim.Adam(E.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.optim.d_lr or cfg.optim.lr, betas=cfg.optim.betas,
@@ -229,9 +241,11 @@ def train_ghfeat(cfg: GHFeatConfig, run_dir: str | Path, device: torch.device | 
             for opt, base in ((opt_E, cfg.optim.lr), (opt_D, cfg.optim.d_lr or cfg.optim.lr)):
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(cfg.optim, step, total, base)
-            scalars = encoder_step(E_ddp, G, D_ddp, perceptual, x, cfg, opt_E)
+            # DDP syncs what each step updates: E's gradients in the E step (D is a fixed function there), D's in the
+            # D step (E's fresh forward has no gradient; SyncBatchNorm still syncs its statistics)
+            scalars = encoder_step(E_ddp, G, D, perceptual, x, cfg, opt_E)
             if cfg.loss.d_scale > 0:
-                scalars.update(discriminator_step(E_ddp, G, D_ddp, x, cfg, opt_D, step))
+                scalars.update(discriminator_step(E, G, D_ddp, x, cfg, opt_D, step))
             step += 1
             progress.update(1, loss=scalars["E/loss"])
             if logger is not None and (step % cfg.train.log_every == 0 or step == stop):
@@ -249,13 +263,11 @@ def train_ghfeat(cfg: GHFeatConfig, run_dir: str | Path, device: torch.device | 
                                                 config=to_dict(cfg)))
     if logger is not None:
         logger.close()
-    return scalars
+    return TrainedGHFeat(E, D, step, scalars)
 
 
 def load_encoder(path: str | Path, device: torch.device | str = "cpu") -> tuple[GHFeatEncoder, nn.Module, GHFeatConfig]:
     """(E in eval mode, frozen G, config) of a GH-Feat run dir or snapshot."""
-    from common.config import config_from_dict
-
     snapshot = checkpoint.resolve_resume(path)
     ckpt = checkpoint.load_checkpoint(snapshot, map_location="cpu")
     if ckpt.get("config") is None or "E" not in ckpt["modules"]:
