@@ -14,10 +14,6 @@ Medians of ``--reps`` timed repetitions after one warm-up.
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
-
 import click
 import torch
 import torchvision
@@ -27,25 +23,11 @@ from common.dist import DeviceError, resolve_device
 from common.stylegan2.build import build_discriminator, build_generator
 from common.stylegan2.config import StyleGAN2Config, preset_path, resolve
 from common.threads import configure_threads
+from common.timing import median_seconds
 from ghfeat.config import GHFeatConfig, config_path
 from ghfeat.encoder import DEPTHS, GHFeatEncoder
 from ghfeat.loss import DFeaturePerceptual, VGGPerceptual
 from ghfeat.training import build_encoder, discriminator_step, encoder_step
-
-
-def median_seconds(function: Callable[[], object], reps: int, device: torch.device) -> float:
-    """Median wall seconds of ``function()`` over ``reps`` calls after one warm-up."""
-    times = []
-    for i in range(reps + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        function()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def images_per_second(net: torch.nn.Module, batch: int, resolution: int, reps: int, device: torch.device) -> float:

@@ -9,8 +9,6 @@ warm-up; on CUDA also the peak memory of each arm's iteration.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import click
@@ -23,23 +21,9 @@ from common.stylegan2.config import resolve
 from common.stylegan2.loss import StyleGAN2Loss
 from common.stylegan2.method import NetworkShape
 from common.threads import configure_threads
+from common.timing import median_seconds
 from oneshot_gan.config import GenDAConfig, config_names, config_path
 from oneshot_gan.method import GenDA
-
-
-def _timed(fn: Callable[[], None], reps: int, device: torch.device) -> float:
-    """Median seconds of ``fn`` over ``reps`` runs after one warm-up (CUDA synchronised)."""
-    fn()
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def arm_costs(preset: str, method: str, device: torch.device, reps: int, batch: int | None) -> dict[str, float]:
@@ -75,14 +59,14 @@ def arm_costs(preset: str, method: str, device: torch.device, reps: int, batch: 
     gmain = phase(trained[0], lambda: loss.accumulate_gradients("Gmain", real, c, z, c, 1.0))
     dmain = phase(trained[1], lambda: loss.accumulate_gradients("Dmain", real, c, z, c, 1.0))
     dreg = phase(trained[1], lambda: loss.accumulate_gradients("Dreg", real, c, z, c, 1.0))
-    out = {"Gmain": _timed(gmain, reps, device), "Dmain": _timed(dmain, reps, device),
-           "Dreg": _timed(dreg, reps, device)}
+    out = {"Gmain": median_seconds(gmain, reps, device), "Dmain": median_seconds(dmain, reps, device),
+           "Dreg": median_seconds(dreg, reps, device)}
     out["iteration"] = out["Gmain"] + out["Dmain"] + out["Dreg"] / cfg.optim.d_reg_interval
     if genda:  # the same G loss, its backward stopped at G's output (D only)
         def d_only() -> None:
             img = G(z, c).detach().requires_grad_(True)
             F.softplus(-D(img, c)).mean().backward()
-        out["Gmain_D_only"] = _timed(d_only, reps, device)
+        out["Gmain_D_only"] = median_seconds(d_only, reps, device)
         out["through_G_share"] = (out["Gmain"] - out["Gmain_D_only"]) / out["iteration"]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
