@@ -1,0 +1,68 @@
+"""SlowOnly-R50 and its x1/4 auxiliary (spec cmpl.md §3, §9) and the cross pseudo-label rule (§2.1, §9)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cmpl.cmpl import PseudoLabels, cmpl_unsupervised_loss, fixmatch_unsupervised_loss
+from cmpl.slowonly import Recognizer, SlowOnly, count_parameters
+
+
+@pytest.mark.parametrize("width, backbone, k400, ucf101, features", [
+    (64, 31_634_496, 32_454_096, 31_841_445, 2048),  # F: SlowOnly-R50
+    (16, 1_988_880, 2_194_080, 2_040_693, 512),  # A: x1/4 width
+    (8, 501_128, 603_928, 527_085, 256),  # x1/8 (ablation)
+])
+def test_parameter_counts_of_spec_section_3(width, backbone, k400, ucf101, features):
+    with torch.device("meta"):
+        assert count_parameters(SlowOnly(width)) == backbone
+        assert count_parameters(Recognizer(400, width)) == k400
+        assert count_parameters(Recognizer(101, width)) == ucf101
+        assert SlowOnly(width).feature_dim == features
+
+
+def test_slowonly_keeps_time_and_strides_space_by_32():
+    net = SlowOnly(4).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, 8, 64, 64))
+    assert out.shape == (2, 128, 8, 2, 2)
+    inflated = [m.conv1[0].kernel_size for m in net.stages[2]] + [m.conv1[0].kernel_size for m in net.stages[3]]
+    assert set(inflated) == {(3, 1, 1)} and net.stages[0][0].conv1[0].kernel_size == (1, 1, 1)
+    with pytest.raises(ValueError, match="one per stage"):
+        SlowOnly(4, inflate=(1, 1))
+
+
+def test_pseudo_labels_threshold_and_normalise_by_the_whole_batch():
+    weak = torch.tensor([[4.0, 0.0], [0.0, 0.1]])  # confident class 0; unsure
+    labels = PseudoLabels.from_logits(weak, tau=0.95)
+    assert labels.labels.tolist() == [0, 1] and labels.mask.tolist() == [1.0, 0.0]
+    strong = torch.tensor([[0.0, 0.0], [5.0, -5.0]])
+    assert labels.loss(strong).item() == pytest.approx(math.log(2) / 2)  # one confident clip, divided by 2
+
+
+def test_cross_direction_masks_and_stop_gradient():
+    torch.manual_seed(0)
+    primary_weak = torch.tensor([[5.0, 0.0, 0.0], [0.0, 0.0, 0.0]], requires_grad=True)  # F confident on clip 0
+    aux_weak = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 6.0]], requires_grad=True)  # A confident on clip 1
+    primary_strong = torch.randn(2, 3, requires_grad=True)
+    aux_strong = torch.randn(2, 3, requires_grad=True)
+    loss, from_f, from_a = cmpl_unsupervised_loss(primary_weak, aux_weak, primary_strong, aux_strong, tau=0.95)
+    # F's strong view is taught on clip 1 only (A's confident label 2); A's strong view on clip 0 (F's label 0)
+    expected = (torch.nn.functional.cross_entropy(primary_strong[1:], torch.tensor([2]))
+                + torch.nn.functional.cross_entropy(aux_strong[:1], torch.tensor([0]))) / 2
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert from_f.mask.tolist() == [1.0, 0.0] and from_a.mask.tolist() == [0.0, 1.0]
+    loss.backward()
+    assert primary_weak.grad is None and aux_weak.grad is None  # the labellers get no gradient
+    assert primary_strong.grad[0].abs().sum() == 0 and aux_strong.grad[1].abs().sum() == 0
+
+
+def test_cmpl_is_twice_fixmatch_when_both_networks_are_one_and_empty_masks_give_zero():
+    weak, strong = torch.randn(6, 4) * 5, torch.randn(6, 4)
+    cmpl, _, _ = cmpl_unsupervised_loss(weak, weak, strong, strong, tau=0.5)
+    fixmatch, _ = fixmatch_unsupervised_loss(weak, strong, tau=0.5)
+    assert cmpl.item() == pytest.approx(2 * fixmatch.item(), rel=1e-6)
+    assert cmpl_unsupervised_loss(weak, weak, strong, strong, tau=1.01)[0].item() == 0.0
