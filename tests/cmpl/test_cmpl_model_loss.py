@@ -66,3 +66,26 @@ def test_cmpl_is_twice_fixmatch_when_both_networks_are_one_and_empty_masks_give_
     fixmatch, _ = fixmatch_unsupervised_loss(weak, strong, tau=0.5)
     assert cmpl.item() == pytest.approx(2 * fixmatch.item(), rel=1e-6)
     assert cmpl_unsupervised_loss(weak, weak, strong, strong, tau=1.01)[0].item() == 0.0
+
+
+def test_motion_clips_are_balanced_deterministic_and_move_as_their_class():
+    import numpy as np
+
+    from cmpl.synthetic import actor_path, motion_clips, num_classes
+
+    clips, labels = motion_clips(48, seed=3)
+    again, _ = motion_clips(48, seed=3)
+    assert clips.shape == (48, 16, 32, 32, 3) and clips.dtype == np.uint8 and np.array_equal(clips, again)
+    assert np.bincount(labels, minlength=8).tolist() == [6] * 8
+    assert num_classes(True) == 24 and motion_clips(24, 0, appearance=True)[1].max() == 23
+    t = np.arange(16.0)
+    rng = np.random.default_rng(0)
+    x, _, _ = actor_path("right", t, 1.0, 32, rng)
+    assert np.allclose(np.diff(x), 1.0)
+    _, y, _ = actor_path("up", t, 1.0, 32, rng)
+    assert np.allclose(np.diff(y), -1.0)  # image rows grow downwards
+    x, y, _ = actor_path("clockwise", t, 1.0, 32, rng)
+    angle = np.unwrap(np.arctan2(y - 16, x - 16))
+    assert np.allclose(np.diff(angle), 0.5)  # on screen (y down) an increasing angle turns clockwise
+    _, _, radius = actor_path("shrink", t, 1.0, 32, rng)
+    assert np.all(np.diff(radius) <= 0) and radius[0] == 7.5
