@@ -154,17 +154,16 @@ def read_frame_folder(record: VideoRecord, indices: np.ndarray, template: str = 
 class VideoClips(torch.utils.data.Dataset):
     """``(clip uint8 (num_clips * clip_len, H, W, 3), label)`` per list entry, sampled by :func:`sample_frames`.
 
-    Training draws the offsets from a generator seeded by (``seed``, index, epoch-free call count), so workers do not
-    share a stream; ``test`` takes the segment centres. ``on_error`` 'skip' warns (naming the file) and serves the
-    next readable entry; 'stop' raises one :class:`DatasetError` line."""
+    Training draws the offsets from numpy's global RNG (seeded per DataLoader worker by PyTorch, and saved in
+    snapshots for the main process), so runs repeat; ``test`` takes the segment centres. ``on_error`` 'skip' warns
+    (naming the file) and serves the next readable entry; 'stop' raises one :class:`DatasetError` line."""
 
     def __init__(self, records: list[VideoRecord], clip_len: int, frame_interval: int = 1, num_clips: int = 1,
-                 test: bool = False, on_error: str = "skip", seed: int = 0, template: str = "img_{:05d}.jpg") -> None:
+                 test: bool = False, on_error: str = "skip", template: str = "img_{:05d}.jpg") -> None:
         if on_error not in ("skip", "stop"):
             raise ValueError(f"on_error is 'skip' or 'stop', got {on_error!r}")
         self.records, self.clip_len, self.frame_interval = records, clip_len, frame_interval
-        self.num_clips, self.test, self.on_error, self.seed, self.template = num_clips, test, on_error, seed, template
-        self._calls = 0
+        self.num_clips, self.test, self.on_error, self.template = num_clips, test, on_error, template
 
     def __len__(self) -> int:
         return len(self.records)
@@ -173,8 +172,7 @@ class VideoClips(torch.utils.data.Dataset):
         num_frames = record.num_frames if record.num_frames is not None else count_frames(record.path)
         if num_frames < 1:
             raise DatasetError(f"cannot open video '{record.path}' (missing, not a video, or a codec OpenCV lacks)")
-        self._calls += 1
-        rng = np.random.default_rng([self.seed, self._calls, os.getpid()])
+        rng = np.random.default_rng(np.random.randint(2**31))
         indices = sample_frames(num_frames, self.clip_len, self.frame_interval, self.num_clips, self.test, rng)
         if record.num_frames is not None:
             return read_frame_folder(record, indices, self.template)
