@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ class AugmentConfig:
     crop_scale: tuple[float, float] = (0.08, 1.0)  # mmaction2 RandomResizedCrop area_range
     pad: int = 0
     flip: bool = True
-    strong: str = "randaugment"
+    strong: Literal["randaugment", "photometric"] = "randaugment"
     magnitude: int = 10
     cutout: float = 0.5  # side of the erased square / crop side
     noise: float = 0.03  # photometric: Gaussian noise sigma on [0, 1] pixels
