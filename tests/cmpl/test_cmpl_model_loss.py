@@ -89,3 +89,24 @@ def test_motion_clips_are_balanced_deterministic_and_move_as_their_class():
     assert np.allclose(np.diff(angle), 0.5)  # on screen (y down) an increasing angle turns clockwise
     _, _, radius = actor_path("shrink", t, 1.0, 32, rng)
     assert np.all(np.diff(radius) <= 0) and radius[0] == 7.5
+
+
+@pytest.mark.parametrize("row, classes, primary, aux, fraction, method", [
+    ("k400_1pct", 400, 32_454_096, 2_194_080, 0.01, "cmpl"),
+    ("k400_10pct", 400, 32_454_096, 2_194_080, 0.1, "cmpl"),
+    ("k400_1pct_fixmatch", 400, 32_454_096, 2_194_080, 0.01, "fixmatch"),
+    ("ucf101_1pct", 101, 31_841_445, 2_040_693, 0.01, "cmpl"),
+    ("ucf101_10pct", 101, 31_841_445, 2_040_693, 0.1, "cmpl"),
+    ("ucf101_1pct_fixmatch", 101, 31_841_445, 2_040_693, 0.01, "fixmatch"),
+])
+def test_paper_rows_build_the_spec_networks(row, classes, primary, aux, fraction, method):
+    from cmpl.config import CMPLConfig, config_path
+    from cmpl.training import build_network
+    from common.config import load_config
+
+    cfg = load_config(CMPLConfig, config_path(row))
+    assert (cfg.data.num_classes, cfg.data.label_fraction, cfg.ssl.method) == (classes, fraction, method)
+    assert (cfg.ssl.tau, cfg.ssl.lambda_u, cfg.ssl.mu, cfg.primary_step()) == (0.95, 1.0, 4, 4)
+    with torch.device("meta"):
+        assert count_parameters(build_network(cfg.primary, classes)) == primary
+        assert count_parameters(build_network(cfg.aux, classes)) == aux

@@ -57,3 +57,44 @@ def test_schedule_and_frame_rates():
     assert cfg.primary_step() == 4
     with pytest.raises(ConfigError, match="must span the same frames"):
         _cfg("primary.clip_len=8").primary_step()
+
+
+def test_video_lists_end_to_end_with_multi_view_eval(tmp_path):
+    import cv2
+    import numpy as np
+    from click.testing import CliRunner
+
+    from cmpl import eval as cmpl_eval
+    from cmpl import train as cmpl_train
+
+    lines = []
+    for i in range(8):
+        writer = cv2.VideoWriter(str(tmp_path / f"v{i}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25, (48, 32))
+        for f in range(20):
+            writer.write(np.full((32, 48, 3), (i % 2) * 120 + 5 * f, dtype=np.uint8))
+        writer.release()
+        lines.append(f"v{i}.avi {i % 2}\n")
+    (tmp_path / "list.txt").write_text("".join(lines))
+    args = ["--cfg", "tiny", "--outdir", str(tmp_path / "runs"), "--set", "data.source=lists",
+            "--set", f"data.root={tmp_path}", "--set", f"data.train_list={tmp_path / 'list.txt'}",
+            "--set", f"data.val_list={tmp_path / 'list.txt'}", "--set", "data.num_classes=2",
+            "--set", "data.label_fraction=0.5", "--set", "train.batch=2", "--set", "ssl.mu=1",
+            "--set", "train.iterations=1"]
+    result = CliRunner().invoke(cmpl_train.main, args)
+    assert result.exit_code == 0, result.output
+    run = next((tmp_path / "runs").iterdir())
+    result = CliRunner().invoke(cmpl_eval.main, ["--ckpt", str(run), "--views", "2x3"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert out["views"] == "2x3" and out["videos"] == 8 and 0 <= out["primary/top1"] <= 1
+
+
+def test_three_crop_takes_both_ends_and_the_middle_of_the_longer_side():
+    import numpy as np
+
+    from cmpl.eval import crops
+
+    frames = np.arange(1 * 4 * 10 * 1).reshape(1, 4, 10, 1).repeat(3, axis=3)
+    left, middle, right = crops(frames, 4, 3)
+    assert left[0, 0, 0, 0] == 0 and middle[0, 0, 0, 0] == 3 and right[0, 0, 0, 0] == 6
+    assert crops(frames, 4, 1)[0][0, 0, 0, 0] == 3
