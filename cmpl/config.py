@@ -29,6 +29,7 @@ class NetConfig:
     dropout: float = 0.5
     clip_len: int = 8  # [ref-impl] 8x8x1 for the primary
     frame_interval: int = 8
+    pretrained: str | None = None  # a torchvision ResNet-50 state dict, I3D-inflated (width 64 only; paper: none)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from cmpl.augment import build_view, eval_view
 from cmpl.cmpl import PseudoLabels, cmpl_unsupervised_loss, fixmatch_unsupervised_loss, supervised_loss
 from cmpl.config import CMPLConfig, NetConfig
 from cmpl.data import VideoClips, label_split, read_list
+from cmpl.inflate import load_inflated
 from cmpl.slowonly import Recognizer
 from cmpl.synthetic import motion_clips, num_classes
 from common import checkpoint, dist
@@ -195,6 +196,9 @@ def train_cmpl(cfg: CMPLConfig, run_dir: str | Path, device: torch.device | str 
     nets = {"primary": build_network(cfg.primary, classes).to(device)}
     if _uses_aux(cfg):
         nets["aux"] = build_network(cfg.aux, classes).to(device)
+    for name, net in nets.items():
+        if getattr(cfg, name).pretrained and resume is None:
+            load_inflated(net.backbone, getattr(cfg, name).pretrained)
     params = [p for net in nets.values() for p in net.parameters()]
     opt = torch.optim.SGD(params, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                           weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
