@@ -98,3 +98,15 @@ def test_three_crop_takes_both_ends_and_the_middle_of_the_longer_side():
     left, middle, right = crops(frames, 4, 3)
     assert left[0, 0, 0, 0] == 0 and middle[0, 0, 0, 0] == 3 and right[0, 0, 0, 0] == 6
     assert crops(frames, 4, 1)[0][0, 0, 0, 0] == 3
+
+
+def test_bench_runs_both_measurements():
+    from click.testing import CliRunner
+
+    from cmpl.bench import main
+
+    result = CliRunner().invoke(main, ["--setting", "tiny", "--batch", "2", "--reps", "1"])
+    assert result.exit_code == 0 and "CMPL" in result.output, result.output
+    result = CliRunner().invoke(main, ["--what", "decode", "--setting", "tiny", "--videos", "2", "--size", "32",
+                                       "--frames", "20", "--workers", "1", "--batch", "1"])
+    assert result.exit_code == 0 and "clips/s with 1 workers" in result.output, result.output
