@@ -198,13 +198,27 @@ CASES = [
     ("ghfeat.reproduce", ["--preset", "ffhq256"], "needs DATA"),
     ("ghfeat.reproduce", ["--workers", "0"], "--workers"),
     ("ghfeat.bench", ["--what", "nope"], "--what"),
+    # cmpl
+    ("cmpl.train", ["--cfg", "tiny", "--set", "ssl.tau=2"], "ssl.tau"),
+    ("cmpl.train", ["--cfg", "tiny", "--set", "train.batch=0"], "train.batch"),
+    ("cmpl.train", ["--cfg", "tiny", "--set", "primary.clip_len=7"], "must span the same frames"),
+    ("cmpl.train", ["--cfg", "tiny", "--set", "data.source=lists"], "give data.train_list"),
+    ("cmpl.train", ["--cfg", "tiny", "--set", "data.source=lists", "--set", "data.train_list={root}/none.txt",
+                    "--set", "data.val_list={root}/none.txt"], "does not exist"),
+    ("cmpl.train", ["--cfg", "tiny", "--set", "data.label_fraction=0"], "label fraction"),
+    ("cmpl.train", ["--cfg", "tiny", "--set", "primary.pretrained={text_pt}"], "not a PyTorch file"),
+    ("cmpl.train", ["--cfg", "nope"], "not found"),
+    ("cmpl.eval", ["--ckpt", "{text_pt}"], "not a PyTorch file"),
+    ("cmpl.eval", ["--ckpt", "{es_snapshot}"], "not a CMPL snapshot"),
+    ("cmpl.eval", ["--ckpt", "{emptydir}"], "holds no snapshot"),
+    ("cmpl.bench", ["--what", "nope"], "--what"),
 ]
 
 
 RUN_DIR_CLIS = {"common.stylegan2.train", "insgen.train", "dynamicd.train", "eqgan.train", "oneshot_gan.train",
                 "es_ddpm.train", "es_ddpm.sample", "procA.train_src", "procA.train_proca", "procA.train_ssl",
                 "procA.eval", "procA.pseudo_label", "procA.init_prototypes",
-                "ghfeat.train"}  # CLIs that make <outdir>/NNNNN-<cfg>
+                "ghfeat.train", "cmpl.train"}  # CLIs that make <outdir>/NNNNN-<cfg>
 
 
 def _ids(case: tuple) -> str:
