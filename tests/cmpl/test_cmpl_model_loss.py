@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -110,3 +111,30 @@ def test_paper_rows_build_the_spec_networks(row, classes, primary, aux, fraction
     with torch.device("meta"):
         assert count_parameters(build_network(cfg.primary, classes)) == primary
         assert count_parameters(build_network(cfg.aux, classes)) == aux
+
+
+def test_complementarity_on_networks_with_known_answers():
+    from cmpl.config import CMPLConfig, config_path
+    from cmpl.measure import complementarity
+    from cmpl.training import ArrayClips
+    from common.config import load_config
+
+    cfg = load_config(CMPLConfig, config_path("tiny"))
+    labels = torch.tensor([0, 1, 0, 1])
+    clips = ArrayClips(np.zeros((4, 16, 32, 32, 3), dtype=np.uint8), labels.numpy())
+
+    class Fixed(torch.nn.Module):  # a network whose logits are given per clip (in order)
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = torch.tensor(logits)
+
+        def forward(self, x):
+            return self.logits[: len(x)]
+
+    # F confidently right on clips 0, 1, confidently wrong on 2, unsure on 3; A confidently right on 1, 2, 3
+    primary = Fixed([[9.0, 0.0], [0.0, 9.0], [0.0, 9.0], [0.1, 0.0]])
+    aux = Fixed([[0.0, 0.1], [0.0, 9.0], [9.0, 0.0], [0.0, 9.0]])
+    out = complementarity(cfg, primary, aux, clips)
+    assert out["complementarity"] == 0.75  # clips 0 (F only), 2 and 3 (A only)
+    assert out["aux_right_where_primary_wrong"] == 1.0  # F wrong on 2 and 3; A confident and right on both
+    assert out["primary_confident"] == 0.75 and out["primary_label_accuracy"] == pytest.approx(2 / 3)
