@@ -38,16 +38,22 @@ from common.metrics.classification import topk_accuracy
 
 
 class ArrayClips(torch.utils.data.Dataset):
-    """In-memory clips (N, T, H, W, 3) uint8 with labels, items shaped like :class:`cmpl.data.VideoClips`'."""
+    """In-memory clips (N, T, H, W, 3) uint8 with labels, items shaped like :class:`cmpl.data.VideoClips`': the first
+    ``clip_len`` frames ``frame_interval`` apart (the auxiliary's sampling; the whole clip by default)."""
 
-    def __init__(self, clips: np.ndarray, labels: np.ndarray) -> None:
+    def __init__(self, clips: np.ndarray, labels: np.ndarray, clip_len: int | None = None,
+                 frame_interval: int = 1) -> None:
         self.clips, self.labels = clips, labels
+        self.frames = slice(0, (clip_len or clips.shape[1]) * frame_interval, frame_interval)
+        if len(range(*self.frames.indices(clips.shape[1]))) != (clip_len or clips.shape[1]):
+            raise ConfigError(f"{clip_len} frames {frame_interval} apart do not fit the {clips.shape[1]}-frame "
+                              "synthetic clips; set aux.clip_len / aux.frame_interval")
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        return self.clips[index], int(self.labels[index])
+        return self.clips[index][self.frames], int(self.labels[index])
 
 
 class Views(torch.utils.data.Dataset):
@@ -79,7 +85,9 @@ def clip_sources(cfg: CMPLConfig) -> tuple[torch.utils.data.Dataset, torch.utils
                                                  d.synthetic_appearance)
         test_clips, test_labels = motion_clips(d.synthetic_test, 1, d.synthetic_frames, d.synthetic_size,
                                                d.synthetic_appearance)
-        return (ArrayClips(train_clips, train_labels), ArrayClips(test_clips, test_labels), train_labels,
+        a = cfg.aux
+        return (ArrayClips(train_clips, train_labels, a.clip_len, a.frame_interval),
+                ArrayClips(test_clips, test_labels, a.clip_len, a.frame_interval), train_labels,
                 num_classes(d.synthetic_appearance))
     if not d.train_list or not d.val_list:
         raise DatasetError("data.source is 'lists': give data.train_list and data.val_list (mmaction2 lists or the "
