@@ -110,3 +110,13 @@ def test_bench_runs_both_measurements():
     result = CliRunner().invoke(main, ["--what", "decode", "--setting", "tiny", "--videos", "2", "--size", "32",
                                        "--frames", "20", "--workers", "1", "--batch", "1"])
     assert result.exit_code == 0 and "clips/s with 1 workers" in result.output, result.output
+
+
+def test_sweep_smoke_applies_the_rule(tmp_path):
+    from cmpl import reproduce
+
+    path = reproduce.run_sweep(tmp_path, workers=1, smoke=True)
+    text = path.read_text()
+    assert "Chosen regime" in text and reproduce.SELECTION_RULE in text
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert record["chosen"] in reproduce.REGIMES and len(record["results"]) == 2 * len(reproduce.REGIMES)
