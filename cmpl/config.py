@@ -26,6 +26,7 @@ class NetConfig:
     width: int = 64
     inflate: list[int] = field(default_factory=lambda: [0, 0, 1, 1])  # SlowOnly: temporal conv in res4, res5
     stage_blocks: list[int] = field(default_factory=lambda: [3, 4, 6, 3])
+    stem_stride: int = 4  # official: stride-2 stem conv + stride-2 max-pool; 1 for small frames (tiny)
     dropout: float = 0.5
     clip_len: int = 8  # [ref-impl] 8x8x1 for the primary
     frame_interval: int = 8

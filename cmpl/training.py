@@ -74,7 +74,10 @@ class Views(torch.utils.data.Dataset):
 
 
 def build_network(net: NetConfig, classes: int) -> Recognizer:
-    return Recognizer(classes, net.width, net.inflate, net.stage_blocks, net.dropout)
+    try:
+        return Recognizer(classes, net.width, net.inflate, net.stage_blocks, net.dropout, net.stem_stride)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def clip_sources(cfg: CMPLConfig) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset, np.ndarray, int]:
