@@ -51,7 +51,8 @@ ARMS: dict[str, dict[str, Any]] = {
     "CMPL": {"ssl": {"method": "cmpl"}},
     # control: the auxiliary is a copy of the primary (width 8, 4 frames every 4th, SlowOnly inflation)
     "CMPL, auxiliary = copy of F": {"ssl": {"method": "cmpl"},
-                                    "aux": {"width": 8, "clip_len": 4, "frame_interval": 4, "inflate": [0, 0, 1, 1]}},
+                                    "aux": {"width": 8, "clip_len": 4, "frame_interval": 4, "inflate": [0, 0, 1, 1],
+                                            "stem_stride": 1}},
 }
 SMOKE_ITERATIONS = 4
 
