@@ -324,8 +324,11 @@ def read_official_pickle(path: str | os.PathLike) -> dict[str, Any]:
             data = RestrictedUnpickler(f).load()
     except UnsafePickleError as err:
         raise UnsafePickleError(f"{path}: {err}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
-        raise CheckpointError(f"{path} is not a readable StyleGAN2-ADA pickle (truncated or corrupt: {err})") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            OverflowError, MemoryError, RecursionError) as err:  # corrupt bytes can ask for any length or depth
+        reason = str(err) or type(err).__name__
+        raise CheckpointError(f"{path} is not a readable StyleGAN2-ADA pickle (truncated or corrupt: {reason})"
+                              ) from None
     if not isinstance(data, dict):
         raise CheckpointError(
             f"{path}: expected a dict of networks (a PyTorch StyleGAN2-ADA snapshot); TF pickles must first be "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import random
 import socket
 
 import pytest
@@ -246,8 +247,10 @@ def test_unreadable_pickles_are_one_line_errors(tmp_path):
     truncated = tmp_path / "truncated.pkl"
     truncated.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     garbage = tmp_path / "garbage.pkl"
-    garbage.write_bytes(os.urandom(256))
-    for bad in (truncated, garbage):
+    garbage.write_bytes(random.Random(0).randbytes(256))
+    huge = tmp_path / "huge.pkl"  # random bytes can ask for a 2**62-byte object: MemoryError, still one line
+    huge.write_bytes(b"\x80\x04\x8e" + (2**62).to_bytes(8, "little"))
+    for bad in (truncated, garbage, huge):
         with pytest.raises(CheckpointError) as info:
             load_official_snapshot(bad)
         assert "\n" not in str(info.value) and str(bad) in str(info.value)
