@@ -14,7 +14,6 @@ Output: float32 (C, T, H, W), normalised with mmaction2's ImageNet mean / std on
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -73,24 +72,24 @@ def _normalise(video: Tensor) -> Tensor:
     return ((video.to(torch.float32) - mean) / std).permute(1, 0, 2, 3).contiguous()  # (C, T, H, W)
 
 
-def build_view(cfg: AugmentConfig, strong: bool) -> Callable[[np.ndarray], Tensor]:
-    """uint8 (T, H, W, 3) frames -> float32 (C, T, H, W): the weak view, or the strong one."""
-    transform = v2.Compose(_spatial(cfg) + (_strong_ops(cfg) if strong else []))
+class ClipView:
+    """uint8 (T, H, W, 3) frames -> float32 (C, T, H, W) through one ``transforms.v2`` pipeline (a class, not a
+    closure, so that ``DataLoader`` workers can receive it under any start method)."""
 
-    def view(frames: np.ndarray) -> Tensor:
+    def __init__(self, transform: v2.Compose) -> None:
+        self.transform = transform
+
+    def __call__(self, frames: np.ndarray) -> Tensor:
         video = tv_tensors.Video(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2))
-        return _normalise(transform(video))
-
-    return view
+        return _normalise(self.transform(video))
 
 
-def eval_view(cfg: AugmentConfig) -> Callable[[np.ndarray], Tensor]:
+def build_view(cfg: AugmentConfig, strong: bool) -> ClipView:
+    """The weak view, or the strong one."""
+    return ClipView(v2.Compose(_spatial(cfg) + (_strong_ops(cfg) if strong else [])))
+
+
+def eval_view(cfg: AugmentConfig) -> ClipView:
     """Evaluation: short-side resize and a centre crop, no randomness."""
     ops: list[v2.Transform] = [v2.Resize(cfg.resize, antialias=True)] if cfg.resize else []
-    transform = v2.Compose(ops + [v2.CenterCrop(cfg.crop)])
-
-    def view(frames: np.ndarray) -> Tensor:
-        video = tv_tensors.Video(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2))
-        return _normalise(transform(video))
-
-    return view
+    return ClipView(v2.Compose(ops + [v2.CenterCrop(cfg.crop)]))

@@ -62,17 +62,19 @@ class SlowOnly(nn.Module):
     """Clips (N, 3, T, H, W) -> features (N, 32 x width, T, H / 32, W / 32).
 
     ``width`` 64 is SlowOnly-R50; 16 its x1/4 auxiliary. ``inflate`` per stage (1: temporal kernel 3 in conv1).
-    ``stem_stride`` 1 (a smaller setting for small frames: no stem stride, no max-pool) keeps 4x more positions."""
+    ``stem_stride`` 2 (no max-pool) or 1 (no stem stride either) are smaller settings for small frames: 4x / 16x
+    the official number of positions."""
 
     def __init__(self, width: int = 64, inflate: Sequence[int] = SLOWONLY_INFLATE,
                  stage_blocks: Sequence[int] = STAGE_BLOCKS, in_channels: int = 3, stem_stride: int = 4) -> None:
         super().__init__()
         if len(inflate) != len(stage_blocks):
             raise ValueError(f"inflate has {len(inflate)} entries for {len(stage_blocks)} stages: give one per stage")
-        if stem_stride not in (1, 4):
-            raise ValueError(f"stem_stride is 4 (official: stride-2 conv + stride-2 max-pool) or 1, got {stem_stride}")
+        if stem_stride not in (1, 2, 4):
+            raise ValueError("stem_stride is 4 (official: stride-2 conv + stride-2 max-pool), 2 (no max-pool) or 1, "
+                             f"got {stem_stride}")
         self.width = width
-        self.stem = _conv_bn(in_channels, width, (1, 7, 7), (1, 2, 2) if stem_stride == 4 else (1, 1, 1))
+        self.stem = _conv_bn(in_channels, width, (1, 7, 7), (1, 2, 2) if stem_stride > 1 else (1, 1, 1))
         self.pool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)) if stem_stride == 4 else nn.Identity()
         stages, channels = [], width
         for i, (blocks, inflated) in enumerate(zip(stage_blocks, inflate)):

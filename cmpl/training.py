@@ -7,7 +7,8 @@
     -> one SGD step for both networks (one optimiser), gradient-norm clip, cosine lr with linear warm-up.
 
 ``ssl.method`` picks the unsupervised term: ``cmpl`` (A teaches F and F teaches A), ``cmpl_aux_to_primary`` (A
-teaches F only), ``fixmatch`` (F teaches itself, no A), ``supervised`` (none). Logged per direction: mask rate,
+teaches F only), ``fixmatch`` (F teaches itself, no A), ``supervised`` (none; A trained on the labels too with
+``ssl.supervised_aux``). Logged per direction: mask rate,
 pseudo-label accuracy (the unlabelled clips' true labels are used for this log only), and the complementarity of
 F and A on the unlabelled batch (the share where exactly one of them is confidently right). Snapshots hold both
 networks, the optimiser, the step and the RNG; resume continues the same run.
@@ -96,7 +97,7 @@ def clip_sources(cfg: CMPLConfig) -> tuple[torch.utils.data.Dataset, torch.utils
         raise DatasetError("data.source is 'lists': give data.train_list and data.val_list (mmaction2 lists or the "
                            "UCF-101 split files with data.class_index)")
     train = read_list(d.train_list, d.root, d.class_index)
-    test = read_list(d.val_list, d.root, d.class_index)
+    test = read_list(d.val_list, d.val_root or d.root, d.class_index)
     labels = np.array([r.label for r in train])
     if labels.max() >= d.num_classes:
         raise ConfigError(f"{d.train_list} has label {labels.max()} but data.num_classes is {d.num_classes}")
@@ -115,7 +116,8 @@ def learning_rate(cfg: CMPLConfig, step: int) -> float:
 
 
 def _uses_aux(cfg: CMPLConfig) -> bool:
-    return cfg.ssl.method in ("cmpl", "cmpl_aux_to_primary")
+    return cfg.ssl.method in ("cmpl", "cmpl_aux_to_primary") or (cfg.ssl.method == "supervised"
+                                                                  and cfg.ssl.supervised_aux)
 
 
 def _direction_stats(name: str, labels: PseudoLabels, truth: Tensor) -> dict[str, float]:
@@ -141,7 +143,7 @@ def ssl_step(cfg: CMPLConfig, nets: dict[str, nn.Module], x: Tensor, y: Tensor, 
     if cfg.ssl.method == "fixmatch":
         loss_u, self_labels = fixmatch_unsupervised_loss(logits["primary"][1], logits["primary"][2], cfg.ssl.tau)
         log.update(_direction_stats("primary_to_primary", self_labels, u_truth))
-    elif _uses_aux(cfg):
+    elif cfg.ssl.method in ("cmpl", "cmpl_aux_to_primary"):
         (pw, ps), (aw, as_) = logits["primary"][1:], logits["aux"][1:]
         if cfg.ssl.method == "cmpl":
             loss_u, from_primary, from_aux = cmpl_unsupervised_loss(pw, aw, ps, as_, cfg.ssl.tau)
@@ -189,6 +191,27 @@ class TrainedCMPL:
     nets: dict[str, nn.Module]
     step: int
     scalars: dict[str, float]
+    labelled: np.ndarray  # indices of the labelled training clips
+
+
+class IntervalMeans:
+    """Means of each logged scalar over the iterations since the last log (NaN entries, e.g. a pseudo-label
+    accuracy with no confident clip in the batch, are left out)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, scalars: dict[str, float]) -> None:
+        for key, value in scalars.items():
+            if math.isfinite(value):
+                self.sums[key] = self.sums.get(key, 0.0) + value
+                self.counts[key] = self.counts.get(key, 0) + 1
+
+    def pop(self) -> dict[str, float]:
+        means = {key: total / self.counts[key] for key, total in self.sums.items()}
+        self.sums, self.counts = {}, {}
+        return means
 
 
 def train_cmpl(cfg: CMPLConfig, run_dir: str | Path, device: torch.device | str = "cpu",
@@ -210,6 +233,9 @@ def train_cmpl(cfg: CMPLConfig, run_dir: str | Path, device: torch.device | str 
     for name, net in nets.items():
         if getattr(cfg, name).pretrained and resume is None:
             load_inflated(net.backbone, getattr(cfg, name).pretrained)
+    memory_format = torch.channels_last_3d if cfg.train.channels_last else torch.contiguous_format
+    for net in nets.values():
+        net.to(memory_format=memory_format)
     params = [p for net in nets.values() for p in net.parameters()]
     opt = torch.optim.SGD(params, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                           weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
@@ -233,6 +259,7 @@ def train_cmpl(cfg: CMPLConfig, run_dir: str | Path, device: torch.device | str 
     logger = ScalarLogger(run_dir) if dist.is_main() else None
     stop = cfg.train.iterations if max_iterations is None else min(cfg.train.iterations, step + max_iterations)
     scalars: dict[str, float] = {}
+    means = IntervalMeans()
     with Progress(cfg.train.iterations, desc="cmpl", unit="it", initial=step) as progress:
         while step < stop:
             x, _, y = next(labelled_loader)
@@ -243,8 +270,8 @@ def train_cmpl(cfg: CMPLConfig, run_dir: str | Path, device: torch.device | str 
                 u_truth = torch.empty(0, dtype=torch.long)
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, step)
-            loss, scalars = ssl_step(cfg, wrapped, x.to(device), y.to(device), u_weak.to(device),
-                                     u_strong.to(device), u_truth.to(device))
+            x, u_weak, u_strong = (t.to(device).contiguous(memory_format=memory_format) for t in (x, u_weak, u_strong))
+            loss, scalars = ssl_step(cfg, wrapped, x, y.to(device), u_weak, u_strong, u_truth.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.grad_clip is not None:
@@ -252,13 +279,16 @@ def train_cmpl(cfg: CMPLConfig, run_dir: str | Path, device: torch.device | str 
             opt.step()
             step += 1
             progress.update(1, loss=float(loss.detach()))
-            if step % cfg.train.eval_every == 0 or step == stop:
-                scalars.update(evaluate(cfg, nets, test_source, device))
-            if logger is not None and (step % cfg.train.log_every == 0 or step == stop):
-                logger.log(step, lr=opt.param_groups[0]["lr"], **scalars)
+            means.add(scalars)
+            tested = evaluate(cfg, nets, test_source, device) if step % cfg.train.eval_every == 0 or step == stop \
+                else {}
+            if step % cfg.train.log_every == 0 or step == stop or tested:
+                scalars = {**means.pop(), **tested}
+                if logger is not None:
+                    logger.log(step, lr=opt.param_groups[0]["lr"], **scalars)
             if step % cfg.train.snapshot_every == 0 or step == stop:
                 manager.save(checkpoint.capture(step, nets, {"opt": opt}, extra={"labelled": labelled.tolist()},
                                                 config=to_dict(cfg)))
     if logger is not None:
         logger.close()
-    return TrainedCMPL(nets, step, scalars)
+    return TrainedCMPL(nets, step, scalars, labelled)

@@ -212,6 +212,11 @@ CASES = [
     ("cmpl.eval", ["--ckpt", "{es_snapshot}"], "not a CMPL snapshot"),
     ("cmpl.eval", ["--ckpt", "{emptydir}"], "holds no snapshot"),
     ("cmpl.bench", ["--what", "nope"], "--what"),
+    ("cmpl.reproduce", ["--preset", "nope"], "unknown PRESET"),
+    ("cmpl.reproduce", ["--preset", "ucf101_1pct"], "needs DATA"),
+    ("cmpl.reproduce", ["--preset", "k400_1pct", "--data", "{emptydir}", "--outdir", "{out}"],
+     "lacks kinetics400_train_list_videos.txt"),
+    ("cmpl.reproduce", ["--report-only", "--outdir", "{out}"], "no results.json"),
 ]
 
 

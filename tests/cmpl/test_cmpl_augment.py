@@ -34,3 +34,15 @@ def test_strong_view_erases_one_square_through_all_frames_and_the_test_view_is_f
     view = eval_view(PAPER)
     frames = np.random.default_rng(2).integers(0, 256, (3, 80, 100, 3), dtype=np.uint8)
     assert torch.equal(view(frames), view(frames)) and view(frames).shape == (3, 3, 56, 56)
+
+
+def test_views_pickle_for_dataloader_workers_under_spawn():
+    import pickle
+
+    clip = np.random.default_rng(3).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    for view in (build_view(TINY, strong=True), eval_view(PAPER)):
+        copy = pickle.loads(pickle.dumps(view))
+        torch.manual_seed(4)
+        a = view(clip)
+        torch.manual_seed(4)
+        assert torch.equal(a, copy(clip))

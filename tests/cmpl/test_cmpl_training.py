@@ -120,3 +120,86 @@ def test_sweep_smoke_applies_the_rule(tmp_path):
     assert "Chosen regime" in text and reproduce.SELECTION_RULE in text
     record = json.loads((tmp_path / "sweep.json").read_text())
     assert record["chosen"] in reproduce.REGIMES and len(record["results"]) == 2 * len(reproduce.REGIMES)
+
+
+def test_supervised_aux_trains_both_networks_on_the_labels_only(tmp_path):
+    torch.set_num_threads(1)
+    result = train_cmpl(_cfg("ssl.method=supervised", "ssl.supervised_aux=true", "train.iterations=2"), tmp_path)
+    assert set(result.nets) == {"primary", "aux"} and result.scalars["loss_u"] == 0.0
+    assert "aux/top1" in result.scalars and "complementarity" not in result.scalars
+
+
+def test_interval_means_skip_missing_values_and_reset():
+    from cmpl.training import IntervalMeans
+
+    means = IntervalMeans()
+    means.add({"a": 1.0, "b": float("nan")})
+    means.add({"a": 3.0, "b": 0.5})
+    assert means.pop() == {"a": 2.0, "b": 0.5}
+    assert means.pop() == {}
+
+
+def test_channels_last_gives_the_same_loss_and_gradients():
+    from cmpl.training import build_network, ssl_step
+
+    torch.manual_seed(0)
+    cfg = _cfg("ssl.method=cmpl")
+    nets = {"primary": build_network(cfg.primary, 8), "aux": build_network(cfg.aux, 8)}
+    for net in nets.values():  # float64: float32 sums in another order differ by ~1e-3 through small-batch BN
+        net.head.dropout.p = 0.0
+        net.double()
+    x, u_weak, u_strong = (torch.randn(n, 3, 16, 32, 32, dtype=torch.float64) for n in (2, 4, 4))
+    y, truth = torch.tensor([0, 1]), torch.tensor([0, 1, 2, 3])
+    grads = []
+    for memory_format in (torch.contiguous_format, torch.channels_last_3d):
+        for net in nets.values():
+            net.to(memory_format=memory_format).zero_grad()
+        inputs = [t.contiguous(memory_format=memory_format) for t in (x, u_weak, u_strong)]
+        loss, _ = ssl_step(cfg, nets, inputs[0], y, inputs[1], inputs[2], truth)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for net in nets.values() for p in net.parameters()]))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-12)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        assert (a - b).norm() <= 1e-9 * a.norm() + 1e-15
+
+
+def _mechanism(complementary: float, aux_right: float) -> dict[str, float]:
+    return {"complementarity": complementary, "aux_right_where_primary_wrong": aux_right, "primary_confident": 0.5,
+            "primary_label_accuracy": 0.5, "aux_confident": 0.5, "aux_label_accuracy": 0.5}
+
+
+def test_gates_on_hand_made_runs():
+    from cmpl import reproduce
+
+    def run(arm, seed, aux_top1, mechanism):
+        return {"arm": arm, "seed": seed, "final": {"primary/top1": 0.3, "aux/top1": aux_top1},
+                "mechanism": mechanism}
+
+    runs = {"supervised": [run("supervised", s, 0.2, _mechanism(0.10, float("nan"))) for s in range(3)],
+            "CMPL": [run("CMPL", s, top1, _mechanism(0.2, 0.3)) for s, top1 in enumerate((0.3, 0.1, 0.25))],
+            "CMPL, auxiliary = copy of F": [run("CMPL, auxiliary = copy of F", s, 0.3, _mechanism(0.25, 0.2))
+                                            for s in range(3)],
+            "FixMatch": []}
+    rows = reproduce.gate_rows(runs)
+    assert [row[2] for row in rows] == ["yes", "yes", "yes", "**no**"]
+    assert "+0.017" in rows[2][1] and "2/3 seeds" in rows[2][1]
+    runs["CMPL"][0]["final"]["aux/top1"] = 0.15  # now 1 of 3 seeds gains
+    assert reproduce.gate_rows(runs)[2][2] == "**no**"
+
+
+def test_tiny_report_smoke_and_report_only(tmp_path):
+    from click.testing import CliRunner
+
+    from cmpl import reproduce
+
+    path = reproduce.run_tiny(tmp_path, [0], workers=1, smoke=True)
+    text = path.read_text()
+    assert "Smoke run" in text and reproduce.GATES in text and "| CMPL |" in text
+    for png in ("label_accuracy.png", "top1.png", "clips.png"):
+        assert (tmp_path / png).is_file()
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert [r["arm"] for r in record["results"]] == list(reproduce.ARMS)
+    assert {"mechanism"} <= set(record["results"][0]) and "fixmatch_label_accuracy" in record["results"][2]
+    (tmp_path / "report.md").unlink()
+    result = CliRunner().invoke(reproduce.main, ["--report-only", "--outdir", str(tmp_path)])
+    assert result.exit_code == 0 and (tmp_path / "report.md").read_text() == text, result.output
