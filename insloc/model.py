@@ -1,0 +1,86 @@
+"""InsLoc's detector-shaped encoder (spec insloc.md §2.2, §2.8, §3; official ``InsLocFPN``,
+``mmdet/models/detectors/insloc_fpn.py``, and ``ConvFCBBoxInsClsHead``), built from torchvision parts:
+
+- backbone: torchvision ResNet-50 without its fc (23,508,032 parameters, as the official mmdet ResNet-50);
+- neck: torchvision ``FeaturePyramidNetwork`` with BatchNorm in the 1x1 lateral and 3x3 output convs (no conv bias),
+  nearest upsampling, P2-P5 only (no extra level): 3,346,432 parameters; xavier-uniform convs as the official;
+- RoI features: ``roi_align(aligned=True)``, 7x7, adaptive sampling, of the box on EVERY level (no FPN level
+  assignment), each level's 7x7x256 map through ONE shared head: 4 x [conv3x3 (no bias) + BN + ReLU], flatten,
+  fc 12,544 -> 1,024 + ReLU, fc 1,024 -> 1,024 + ReLU, linear 1,024 -> 128 (the projection, N(0, 0.01)); each level's
+  embedding L2-normalised (head 16,388,224 parameters; query side 43,242,688).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models import resnet50
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.ops import FeaturePyramidNetwork, roi_align
+
+STRIDES = (4, 8, 16, 32)  # P2-P5
+
+
+class RoIEmbeddingHead(nn.Module):
+    """The official ``ConvFCBBoxInsClsHead``: shared by every level; (N, C, 7, 7) -> (N, dim) L2-normalised."""
+
+    def __init__(self, channels: int = 256, convs: int = 4, roi_size: int = 7, fc: int = 1024, fcs: int = 2,
+                 dim: int = 128) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(convs):
+            layers += [nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+                       nn.ReLU(inplace=True)]
+        self.convs = nn.Sequential(*layers)
+        sizes = [channels * roi_size * roi_size] + [fc] * fcs
+        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.projection = nn.Linear(sizes[-1], dim)
+        for layer in self.fcs:
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        nn.init.normal_(self.projection.weight, std=0.01)
+        nn.init.zeros_(self.projection.bias)
+
+    def forward(self, rois: Tensor) -> Tensor:
+        x = self.convs(rois).flatten(1)
+        for layer in self.fcs:
+            x = F.relu(layer(x))
+        return F.normalize(self.projection(x), dim=1)
+
+
+class InsLocFPN(nn.Module):
+    """Images (N, 3, H, W) and one box per image -> per-level embeddings (levels, N, dim).
+
+    ``boxes_per_level``: one (N, 4) xyxy tensor per level (the query pools its jittered box on P5 only)."""
+
+    def __init__(self, fpn_channels: int = 256, roi_size: int = 7, head_convs: int = 4, fc: int = 1024,
+                 dim: int = 128) -> None:
+        super().__init__()
+        resnet = resnet50()
+        self.backbone = IntermediateLayerGetter(resnet, {"layer1": "c2", "layer2": "c3", "layer3": "c4",
+                                                         "layer4": "c5"})
+        self.neck = FeaturePyramidNetwork([256, 512, 1024, 2048], fpn_channels, norm_layer=nn.BatchNorm2d)
+        for module in self.neck.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.xavier_uniform_(module.weight)
+        self.roi_size = roi_size
+        self.head = RoIEmbeddingHead(fpn_channels, head_convs, roi_size, fc, 2, dim)
+
+    def features(self, images: Tensor) -> list[Tensor]:
+        """P2, P3, P4, P5."""
+        return list(self.neck(OrderedDict(self.backbone(images))).values())
+
+    def forward(self, images: Tensor, boxes_per_level: list[Tensor]) -> Tensor:
+        features = self.features(images)
+        if len(boxes_per_level) != len(features):
+            raise ValueError(f"give one box tensor per level ({len(features)}), got {len(boxes_per_level)}")
+        index = torch.arange(len(images), device=images.device, dtype=images.dtype)[:, None]
+        out = []
+        for feature, boxes, stride in zip(features, boxes_per_level, STRIDES):
+            rois = roi_align(feature, torch.cat([index, boxes.to(images.dtype)], dim=1), self.roi_size,
+                             spatial_scale=1 / stride, sampling_ratio=0, aligned=True)
+            out.append(self.head(rois))
+        return torch.stack(out)

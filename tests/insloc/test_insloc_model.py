@@ -1,0 +1,40 @@
+"""InsLoc's encoder: the official parameter counts (spec §3, §9) and RoI features equal to torchvision's RoIAlign of
+the box on every level."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.ops import roi_align
+
+from insloc.model import STRIDES, InsLocFPN
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_parameter_counts_of_the_official_fpn_model():
+    with torch.device("meta"):
+        model = InsLocFPN()
+    assert _count(model.backbone) == 23_508_032 and _count(model.neck) == 3_346_432
+    assert _count(model.head) == 16_388_224 and _count(model.head.convs) == 2_361_344
+    assert sum(_count(fc) for fc in model.head.fcs) == 13_895_680 and _count(model.head.projection) == 131_200
+    assert _count(model) == 43_242_688  # the query side; the key encoder is a copy (86,485,376 in all)
+
+
+def test_every_level_pools_its_own_box_with_aligned_roi_align_and_one_shared_head():
+    torch.manual_seed(0)
+    model = InsLocFPN(fpn_channels=32, fc=64, dim=16).eval()
+    images = torch.randn(2, 3, 128, 128)
+    boxes = [torch.tensor([[8.0, 16.0, 100.0, 90.0], [0.0, 0.0, 128.0, 128.0]]) + i for i in range(4)]
+    pooled = []
+    model.head.register_forward_pre_hook(lambda _, args: pooled.append(args[0]))
+    with torch.no_grad():
+        out = model(images, boxes)
+        features = model.features(images)
+    assert out.shape == (4, 2, 16) and torch.allclose(out.norm(dim=2), torch.ones(4, 2))
+    assert [f.shape[-1] for f in features] == [128 // s for s in STRIDES]
+    for level, stride in enumerate(STRIDES):
+        per_image = [boxes[level][:1], boxes[level][1:]]  # one box per image
+        expected = roi_align(features[level], per_image, 7, 1 / stride, 0, aligned=True)
+        assert torch.equal(pooled[level], expected)
