@@ -1,0 +1,82 @@
+"""InsLoc's pretraining data (spec insloc.md §2.1, §4; official ``ImageNetDataset`` + ``CopyAndPaste`` +
+``train_pipeline`` of configs/FPN/insloc_fpn_200ep.py): two composites of every image, each with its box.
+
+Per index: the foreground is image ``index``; two backgrounds are drawn uniformly from the same images; each view is
+:func:`insloc.composition.compose` then, independently, MoCo v2's pixel augmentation as the official ``PixelAugPil``
+(torchvision's ``RandomApply(ColorJitter(0.4, 0.4, 0.4, 0.1), p=0.8)``, ``RandomGrayscale(0.2)``, PIL Gaussian blur
+of radius U(0.1, 2) with p 0.5), a horizontal flip with p 0.5 (the box flipped too), and mmdet's ``Normalize`` (RGB,
+mean 123.675 / 116.28 / 103.53, std 58.395 / 57.12 / 57.375). Images: any folder or zip of images
+(:class:`common.data.ImageFiles`, ImageNet's ``train/<wnid>/*.JPEG`` included).
+
+The composition's draws come from ``numpy.random.default_rng([seed, epoch, index])`` (the same pair again on resume),
+the pixel augmentation's from torch's RNG (seeded per DataLoader worker).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+from torch import Tensor
+from torchvision import transforms
+
+from common.data.dataset import ImageFiles
+from insloc.composition import CompositionConfig, compose
+
+MEAN = (123.675, 116.28, 103.53)
+STD = (58.395, 57.12, 57.375)
+
+
+class PixelAugmentation:
+    """The official ``PixelAugPil`` on an RGB uint8 array (MoCo v2's colour augmentation)."""
+
+    def __init__(self) -> None:
+        self.colour = transforms.Compose([transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+                                          transforms.RandomGrayscale(p=0.2)])
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        picture = self.colour(Image.fromarray(image))
+        if rng.random() < 0.5:
+            picture = picture.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.1, 2.0)))
+        return np.asarray(picture)
+
+
+def flip(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal flip of an (H, W, 3) image and its xyxy box (mmdet ``bbox_flip``: x1' = W - x2, x2' = W - x1)."""
+    width = image.shape[1]
+    return image[:, ::-1].copy(), np.array([width - box[2], box[1], width - box[0], box[3]], dtype=box.dtype)
+
+
+def normalise(image: np.ndarray) -> Tensor:
+    """RGB uint8 (H, W, 3) -> float32 (3, H, W), mmdet's ``Normalize``."""
+    x = (torch.from_numpy(np.array(image, dtype=np.float32)) - torch.tensor(MEAN)) / torch.tensor(STD)
+    return x.permute(2, 0, 1).contiguous()
+
+
+class CompositionPairs(torch.utils.data.Dataset):
+    """(query image, query box, key image, key box) per index: the same foreground on two random backgrounds."""
+
+    def __init__(self, images: ImageFiles, cfg: CompositionConfig | None = None, seed: int = 0) -> None:
+        self.images, self.cfg, self.seed, self.epoch = images, cfg or CompositionConfig(), seed, 0
+        self.pixels = PixelAugmentation()
+
+    def __len__(self) -> int:
+        return len(self.images.names)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def rgb(self, index: int) -> np.ndarray:
+        return np.asarray(self.images.open_image(index).convert("RGB"))
+
+    def view(self, foreground: np.ndarray, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        image, box = compose(foreground, self.rgb(int(rng.integers(len(self)))), self.cfg, rng)
+        image = self.pixels(image, rng)
+        if rng.random() < 0.5:
+            image, box = flip(image, box)
+        return normalise(image), torch.from_numpy(box)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        foreground = self.rgb(index)
+        return (*self.view(foreground, rng), *self.view(foreground, rng))
