@@ -39,7 +39,7 @@ from common.metrics.gan import fake_stats
 from common.report import Report
 from common.stylegan2.evaluate import disequilibrium
 from common.stylegan2.probe import PixelClassifier, class_entropy
-from common.stylegan2.rows import paper_row, reproduce_options
+from common.stylegan2.rows import finished_record, paper_row, reproduce_options
 from common.stylegan2.snapshot import load_networks
 from common.stylegan2.training import generate_images, load_dataset, replace_cfg, train
 from common.threads import configure_threads
@@ -418,9 +418,7 @@ def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smok
         paper_row("eqgan", preset, data, gpus, out)
         return
     if report_only:
-        if not (out / "results.json").is_file():
-            raise click.UsageError(f"--report-only needs a finished reproduction in {out} (no results.json there)")
-        record = json.loads((out / "results.json").read_text())
+        record = finished_record(out)
         click.echo(f"wrote {write_report(out, record['results'], record['wall_seconds'], record['workers'])}")
         return
     out.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ from common.checkpoint import CheckpointManager
 from common.config import load_config
 from common.logging import read_scalars
 from common.report import Report, mean_sd, per_seed, save_image_grid
-from common.stylegan2.rows import reproduce_options
+from common.stylegan2.rows import finished_record, reproduce_options
 from common.threads import configure_threads
 from ghfeat import probes
 from ghfeat.config import TINY_SOURCE, GHFeatConfig, config_names, config_path
@@ -362,9 +362,7 @@ def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smok
         return
     out = Path(outdir or Path("results") / "ghfeat" / "tiny")
     if report_only:
-        if not (out / "results.json").is_file():
-            raise click.UsageError(f"--report-only needs a finished reproduction in {out} (no results.json there)")
-        click.echo(f"wrote {write_report(out, json.loads((out / 'results.json').read_text()))}")
+        click.echo(f"wrote {write_report(out, finished_record(out))}")
         return
     click.echo(f"wrote {run_tiny(out, seeds, workers, smoke, generator or TINY_SOURCE)}")
 

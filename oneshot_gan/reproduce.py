@@ -46,7 +46,7 @@ from common.data.dataset import ImageFiles
 from common.data.synthetic import sample_photos, shapes
 from common.report import Report, mean_sd, per_seed
 from common.stylegan2.pretrained import pretrained_source_gan
-from common.stylegan2.rows import reproduce_options
+from common.stylegan2.rows import finished_record, reproduce_options
 from common.stylegan2.snapshot import load_networks
 from common.stylegan2.training import replace_cfg, train
 from common.threads import configure_threads
@@ -492,9 +492,7 @@ def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smok
         return
     out = Path(outdir or Path("results") / "oneshot_gan" / "tiny")
     if report_only:
-        if not (out / "results.json").is_file():
-            raise click.UsageError(f"--report-only needs a finished reproduction in {out} (no results.json there)")
-        click.echo(f"wrote {write_report(out, json.loads((out / 'results.json').read_text()))}")
+        click.echo(f"wrote {write_report(out, finished_record(out))}")
         return
     click.echo(f"wrote {run_tiny(out, seeds, workers, smoke)}")
 

@@ -35,7 +35,7 @@ from common.config import load_config, set_overrides
 from common.report import Report, mean_sd, per_seed
 from common.stylegan2.compose import method_of_config
 from common.stylegan2.config import StyleGAN2Config, preset_path
-from common.stylegan2.rows import parse_seeds
+from common.stylegan2.rows import finished_record, parse_seeds
 from common.stylegan2.snapshot import load_networks
 from common.stylegan2.training import generate_images, load_dataset, replace_cfg, train
 from common.threads import configure_threads
@@ -173,9 +173,7 @@ def run_testbed(out: Path, arms: list[str], seeds: list[int], workers: int, smok
 def rewrite_report(out: Path, arms: list[str], title: str = "Limited-data testbed",
                    groups: Groups | None = None) -> Path:
     """The report again from ``out/results.json`` and the run dirs, without training (e.g. after a wording fix)."""
-    if not (out / "results.json").is_file():
-        raise click.UsageError(f"--report-only needs a finished reproduction in {out} (no results.json there)")
-    record = json.loads((out / "results.json").read_text())
+    record = finished_record(out)
     return write_report(out, record["results"], arms, record["wall_seconds"], record["workers"], title, groups)
 
 

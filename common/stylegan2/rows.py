@@ -7,6 +7,7 @@ row's config draws its subset and x-flips itself.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -41,6 +42,14 @@ def paper_row(package: str, preset: str, data: str, gpus: int, out: Path) -> Non
     evaluate = [sys.executable, "-m", f"{package}.eval", "--ckpt", str(snapshot), "--data", data, "--out", str(out)]
     click.echo(" ".join(evaluate))
     sys.exit(subprocess.call(evaluate))
+
+
+def finished_record(out: Path) -> dict[str, Any]:
+    """``out/results.json`` of a finished tiny reproduction, for ``--report-only``; one usage line if there is none."""
+    path = out / "results.json"
+    if not path.is_file():
+        raise click.UsageError(f"--report-only needs a finished reproduction in {out} (no results.json there)")
+    return json.loads(path.read_text())
 
 
 def parse_seeds(ctx: click.Context | None, param: click.Parameter | None, value: str) -> list[int]:
