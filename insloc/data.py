@@ -5,8 +5,9 @@ Per index: the foreground is image ``index``; two backgrounds are drawn uniforml
 :func:`insloc.composition.compose` then, independently, MoCo v2's pixel augmentation as the official ``PixelAugPil``
 (torchvision's ``RandomApply(ColorJitter(0.4, 0.4, 0.4, 0.1), p=0.8)``, ``RandomGrayscale(0.2)``, PIL Gaussian blur
 of radius U(0.1, 2) with p 0.5), a horizontal flip with p 0.5 (the box flipped too), and mmdet's ``Normalize`` (RGB,
-mean 123.675 / 116.28 / 103.53, std 58.395 / 57.12 / 57.375). Images: any folder or zip of images
-(:class:`common.data.ImageFiles`, ImageNet's ``train/<wnid>/*.JPEG`` included).
+mean 123.675 / 116.28 / 103.53, std 58.395 / 57.12 / 57.375). Images (:func:`image_source`): the official list file
+(``train.txt``, one image per line, its first field a path relative to the image root, as ``ImageNetDataset``), or
+any folder or zip of images (:class:`common.data.dataset.ImageFiles`, ImageNet's ``train/<wnid>/*.JPEG`` included).
 
 The composition's draws come from ``numpy.random.default_rng([seed, epoch, index])`` (the same pair again on resume),
 the pixel augmentation's from torch's RNG (seeded per DataLoader worker).
@@ -14,17 +15,48 @@ the pixel augmentation's from torch's RNG (seeded per DataLoader worker).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import PIL
 import torch
 from PIL import Image, ImageFilter
 from torch import Tensor
 from torchvision import transforms
 
-from common.data.dataset import ImageFiles
+from common.data.dataset import DatasetError, ImageFiles
 from insloc.composition import CompositionConfig, compose
 
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
+
+
+class ImageList:
+    """The official ``ImageNetDataset`` input: a text file, one image per line, the first field a path relative to
+    ``root`` (``img_prefix``)."""
+
+    def __init__(self, ann_file: str | Path, root: str | Path = "") -> None:
+        try:
+            lines = Path(ann_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise DatasetError(f"cannot read the image list {ann_file}: {err}") from None
+        self.root = Path(root)
+        self.names = [line.split()[0] for line in lines if line.strip()]
+        if not self.names:
+            raise DatasetError(f"the image list {ann_file} names no image; one relative path per line")
+
+    def open_image(self, index: int) -> Image.Image:
+        path = self.root / self.names[index]
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except (OSError, PIL.UnidentifiedImageError) as err:
+            raise DatasetError(f"cannot read image {path} (line {index + 1} of the list): {err}") from None
+
+
+def image_source(path: str | Path, root: str | Path = "") -> ImageList | ImageFiles:
+    """A ``.txt`` list (with ``root``) or a folder / zip of images."""
+    return ImageList(path, root) if str(path).endswith(".txt") else ImageFiles(path)
 
 
 class PixelAugmentation:
@@ -56,7 +88,7 @@ def normalise(image: np.ndarray) -> Tensor:
 class CompositionPairs(torch.utils.data.Dataset):
     """(query image, query box, key image, key box) per index: the same foreground on two random backgrounds."""
 
-    def __init__(self, images: ImageFiles, cfg: CompositionConfig | None = None, seed: int = 0) -> None:
+    def __init__(self, images: ImageList | ImageFiles, cfg: CompositionConfig | None = None, seed: int = 0) -> None:
         self.images, self.cfg, self.seed, self.epoch = images, cfg or CompositionConfig(), seed, 0
         self.pixels = PixelAugmentation()
 

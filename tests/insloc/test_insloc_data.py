@@ -4,6 +4,7 @@ composition draws per (seed, epoch, index)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -51,3 +52,22 @@ def test_pairs_are_reproducible_per_epoch_and_boxes_lie_inside(tmp_path):
     pairs.set_epoch(1)
     torch.manual_seed(0)
     assert not torch.equal(pairs[1][1], q_box) or not torch.equal(pairs[1][3], k_box)
+
+
+def test_the_official_list_file_and_its_errors(tmp_path):
+    from common.data.dataset import DatasetError
+    from insloc.data import ImageList, image_source
+
+    (tmp_path / "train").mkdir()
+    files = _folder(tmp_path / "train")
+    (tmp_path / "train.txt").write_text("".join(f"{name} 0\n" for name in files.names) + "\n")
+    images = image_source(tmp_path / "train.txt", tmp_path / "train")
+    assert isinstance(images, ImageList) and images.names == files.names
+    assert np.array_equal(np.asarray(images.open_image(2)), np.asarray(files.open_image(2).convert("RGB")))
+    assert len(CompositionPairs(images)) == 4
+    (tmp_path / "bad.txt").write_text("n00/missing.JPEG\n")
+    with pytest.raises(DatasetError, match="missing.JPEG"):
+        ImageList(tmp_path / "bad.txt", tmp_path / "train").open_image(0)
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(DatasetError, match="names no image"):
+        ImageList(tmp_path / "empty.txt")
