@@ -9,12 +9,14 @@ mean 123.675 / 116.28 / 103.53, std 58.395 / 57.12 / 57.375). Images (:func:`ima
 (``train.txt``, one image per line, its first field a path relative to the image root, as ``ImageNetDataset``), or
 any folder or zip of images (:class:`common.data.dataset.ImageFiles`, ImageNet's ``train/<wnid>/*.JPEG`` included).
 
-The composition's draws come from ``numpy.random.default_rng([seed, epoch, index])`` (the same pair again on resume),
-the pixel augmentation's from torch's RNG (seeded per DataLoader worker).
+Every draw of an item comes from ``numpy.random.default_rng([seed, epoch, index])`` (torchvision's colour jitter
+through torch's RNG seeded from it): the same pair for the same item in any worker and after a resume.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -89,14 +91,11 @@ class CompositionPairs(torch.utils.data.Dataset):
     """(query image, query box, key image, key box) per index: the same foreground on two random backgrounds."""
 
     def __init__(self, images: ImageList | ImageFiles, cfg: CompositionConfig | None = None, seed: int = 0) -> None:
-        self.images, self.cfg, self.seed, self.epoch = images, cfg or CompositionConfig(), seed, 0
+        self.images, self.cfg, self.seed = images, cfg or CompositionConfig(), seed
         self.pixels = PixelAugmentation()
 
     def __len__(self) -> int:
         return len(self.images.names)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def rgb(self, index: int) -> np.ndarray:
         return np.asarray(self.images.open_image(index).convert("RGB"))
@@ -108,7 +107,19 @@ class CompositionPairs(torch.utils.data.Dataset):
             image, box = flip(image, box)
         return normalise(image), torch.from_numpy(box)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+    def __getitem__(self, item: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``item`` = epoch x len + index (:class:`insloc.training.EpochSampler`); index alone is epoch 0."""
+        epoch, index = divmod(item, len(self))
+        rng = np.random.default_rng([self.seed, epoch, index])
         foreground = self.rgb(index)
-        return (*self.view(foreground, rng), *self.view(foreground, rng))
+        with item_seeded_torch(rng):
+            return (*self.view(foreground, rng), *self.view(foreground, rng))
+
+
+@contextmanager
+def item_seeded_torch(rng: np.random.Generator) -> Iterator[None]:
+    """torch's global RNG (torchvision's transforms draw from it) seeded from the item's generator for the block,
+    then restored: an item's views do not depend on the worker that makes it or on where a run resumed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2**62)))
+        yield

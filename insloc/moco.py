@@ -24,7 +24,8 @@ from torchvision.models import resnet50
 
 from common import dist
 from common.contrastive import dequeue_and_enqueue_, instance_contrastive_loss, momentum_update_
-from insloc.data import PixelAugmentation, normalise
+from common.data.dataset import ImageFiles
+from insloc.data import ImageList, PixelAugmentation, item_seeded_torch, normalise
 
 
 def moco_encoder(dim: int = 128) -> nn.Module:
@@ -78,3 +79,21 @@ class MoCoViews:
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
         return self.view(image, rng), self.view(image, rng)
+
+
+class MoCoPairs(torch.utils.data.Dataset):
+    """Two MoCo v2 views per image of the same sources as :class:`insloc.data.CompositionPairs` (item = epoch x len
+    + index, every draw from the item's generator)."""
+
+    def __init__(self, images: ImageList | ImageFiles, size: int = 224, seed: int = 0) -> None:
+        self.images, self.views, self.seed = images, MoCoViews(size), seed
+
+    def __len__(self) -> int:
+        return len(self.images.names)
+
+    def __getitem__(self, item: int) -> tuple[Tensor, Tensor]:
+        epoch, index = divmod(item, len(self))
+        rng = np.random.default_rng([self.seed, epoch, index])
+        image = np.asarray(self.images.open_image(index).convert("RGB"))
+        with item_seeded_torch(rng):
+            return self.views(image, rng)

@@ -217,13 +217,21 @@ CASES = [
     ("cmpl.reproduce", ["--preset", "k400_1pct", "--data", "{emptydir}", "--outdir", "{out}"],
      "lacks kinetics400_train_list_videos.txt"),
     ("cmpl.reproduce", ["--report-only", "--outdir", "{out}"], "no results.json"),
+    # insloc
+    ("insloc.train", ["--cfg", "fpn_200ep"], "data.path is empty"),
+    ("insloc.train", ["--cfg", "fpn_200ep", "--set", "data.path={emptydir}"], "no image files found"),
+    ("insloc.train", ["--cfg", "fpn_200ep", "--set", "model.queue_size=100"], "multiple of train.batch"),
+    ("insloc.train", ["--cfg", "nope"], "not found"),
+    ("insloc.export", ["--ckpt", "{text_pt}", "--to", "torchvision", "--out", "{out}/x.pth"], "not a PyTorch file"),
+    ("insloc.export", ["--ckpt", "{es_snapshot}", "--to", "detectron2", "--out", "{out}/x.pkl"],
+     "not an InsLoc FPN checkpoint"),
 ]
 
 
 RUN_DIR_CLIS = {"common.stylegan2.train", "insgen.train", "dynamicd.train", "eqgan.train", "oneshot_gan.train",
                 "es_ddpm.train", "es_ddpm.sample", "procA.train_src", "procA.train_proca", "procA.train_ssl",
                 "procA.eval", "procA.pseudo_label", "procA.init_prototypes",
-                "ghfeat.train", "cmpl.train"}  # CLIs that make <outdir>/NNNNN-<cfg>
+                "ghfeat.train", "cmpl.train", "insloc.train"}  # CLIs that make <outdir>/NNNNN-<cfg>
 
 
 def _ids(case: tuple) -> str:

@@ -1,0 +1,80 @@
+"""InsLoc's pretraining loop: epoch sampling, the per-epoch cosine, and a resumed run equal to an uninterrupted one
+(both methods)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from common.checkpoint import load_checkpoint, resolve_resume
+from common.config import ConfigError, load_config
+from insloc.config import InsLocConfig, config_names, config_path
+from insloc.training import EpochSampler, build_model, learning_rate, train_insloc
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imagenet")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        folder = root / f"n{i % 2:08d}"
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (48, 56, 3), dtype=np.uint8)).save(folder / f"{i}.JPEG")
+    return root
+
+
+def _cfg(images, *sets):
+    small = ["model.fpn_channels=8", "model.fc=16", "model.dim=8", "model.queue_size=8", "model.shuffle_chunks=2",
+             "data.base_scale=64", "data.fore_scale=[32, 63]", "data.moco_size=32", "data.workers=0",
+             f"data.path={images}", "train.batch=4", "train.epochs=2", "train.snapshot_every=2", "train.log_every=1"]
+    return load_config(InsLocConfig, config_path("fpn_200ep"), [*small, *sets])
+
+
+def test_rows_are_the_official_defaults():
+    assert set(config_names()) >= {"fpn_200ep", "fpn_400ep", "moco_v2_200ep"}
+    cfg = load_config(InsLocConfig, config_path("fpn_200ep"))
+    assert (cfg.optim.lr, cfg.optim.nesterov, cfg.optim.weight_decay, cfg.train.batch) == (0.03, True, 1e-4, 256)
+    assert (cfg.model.queue_size, cfg.model.temperature, cfg.model.momentum) == (65536, 0.2, 0.999)
+    assert cfg.model.box_aug_levels == [False, False, False, True]
+    assert load_config(InsLocConfig, config_path("fpn_400ep")).train.epochs == 400
+    assert load_config(InsLocConfig, config_path("moco_v2_200ep")).method == "moco"
+    with torch.device("meta"):
+        model = build_model(cfg)
+    assert sum(p.numel() for p in model.parameters()) == 86_485_376  # query + key (spec §3)
+
+
+def test_epoch_sampler_and_cosine_per_epoch():
+    sampler = iter(EpochSampler(10, 4, rank=0, world=1, seed=0))
+    first = [next(sampler) for _ in range(16)]
+    assert sorted(i % 10 for i in first[:8]) == sorted(set(i % 10 for i in first[:8]))  # no repeat in an epoch
+    assert all(i < 10 for i in first[:8]) and all(10 <= i < 20 for i in first[8:16])  # 8 per epoch, then epoch 1
+    resumed = iter(EpochSampler(10, 4, rank=0, world=1, seed=0, start=5))
+    assert [next(resumed) for _ in range(11)] == first[5:16]
+    ranks = [set(next(iter(EpochSampler(10, 4, r, 2, 0, start=k))) for k in range(4)) for r in (0, 1)]
+    assert not ranks[0] & ranks[1]
+    cfg = load_config(InsLocConfig, config_path("fpn_200ep"))
+    assert learning_rate(cfg, 0) == 0.03 and learning_rate(cfg, 100) == pytest.approx(0.015)
+    assert learning_rate(cfg, 200) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("method", ["insloc", "moco"])
+def test_resume_equals_an_uninterrupted_run(images, tmp_path, method):
+    torch.set_num_threads(1)
+    cfg = _cfg(images, f"method={method}")
+    full = train_insloc(cfg, tmp_path / "full")
+    assert full.step == 4 and np.isfinite(full.scalars.get("loss", full.scalars.get("loss_p5")))
+    train_insloc(cfg, tmp_path / "cut", max_iterations=2)
+    train_insloc(cfg, tmp_path / "cut", resume=tmp_path / "cut")
+    a, b = (load_checkpoint(resolve_resume(tmp_path / name)) for name in ("full", "cut"))
+    assert a["step"] == b["step"] == 4
+    for key, value in a["modules"]["model"].items():
+        assert torch.equal(value, b["modules"]["model"][key]), key
+
+
+def test_queue_must_hold_whole_batches(images, tmp_path):
+    with pytest.raises(ConfigError, match="multiple of train.batch"):
+        train_insloc(_cfg(images, "model.queue_size=6"), tmp_path)
+    with pytest.raises(ConfigError, match="data.path is empty"):
+        train_insloc(_cfg(images, "data.path="), tmp_path)
