@@ -1,0 +1,81 @@
+"""Transfer: torchvision Mask R-CNN with the ExtraNorm head takes the exported InsLoc weights, trains on a COCO-format
+split and is scored by pycocotools; detectron2's warm-up / step schedule."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from insloc.detection import CocoDetection, build_detector, coco_detections, load_pretrained
+from insloc.export import torchvision_state_dict
+from insloc.model import InsLocFPN
+from insloc.transfer import evaluate, fine_tune, learning_rate
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory):
+    """Three 64 px images with one or two rectangles each, in COCO's instances format (polygons, crowd flag)."""
+    root = tmp_path_factory.mktemp("coco")
+    rng = np.random.default_rng(0)
+    images, annotations = [], []
+    for i in range(3):
+        canvas = rng.integers(0, 60, (64, 64, 3), dtype=np.uint8)
+        for j in range(1 + i % 2):
+            x, y, w, h = (int(v) for v in rng.integers(4, 30, 4))
+            canvas[y : y + h, x : x + w] = (200, 50 + 100 * j, 50)
+            annotations.append({"id": len(annotations) + 1, "image_id": 10 + i, "category_id": 3 + 4 * j,
+                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0,
+                                "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]})
+        Image.fromarray(canvas).save(root / f"{i:012d}.jpg")
+        images.append({"id": 10 + i, "file_name": f"{i:012d}.jpg", "width": 64, "height": 64})
+    annotations.append({**annotations[0], "id": 99, "iscrowd": 1})
+    categories = [{"id": 3, "name": "red"}, {"id": 7, "name": "orange"}]
+    (root / "instances.json").write_text(json.dumps({"images": images, "annotations": annotations,
+                                                     "categories": categories}))
+    return root
+
+
+def test_schedule_is_detectron2s():
+    assert learning_rate(0.02, 0, (60000, 80000)) == pytest.approx(0.02 * 0.001)
+    assert learning_rate(0.02, 500, (60000, 80000)) == pytest.approx(0.02 * (0.001 * 0.5 + 0.5))
+    assert learning_rate(0.02, 1000, (60000, 80000)) == 0.02
+    assert learning_rate(0.02, 60000, (60000, 80000)) == pytest.approx(0.002)
+    assert learning_rate(0.02, 85000, (60000, 80000)) == pytest.approx(0.0002)
+
+
+def test_dataset_maps_categories_and_skips_crowds(coco):
+    data = CocoDetection(coco, coco / "instances.json", train=False)
+    assert data.category_ids == [3, 7] and len(data) == 3
+    image, target = data[1]
+    assert image.shape == (3, 64, 64) and 0 <= image.min() and image.max() <= 1
+    assert target["labels"].tolist() == [1, 2] and target["masks"].shape == (2, 64, 64)
+    assert len(data[0][1]["boxes"]) == 1  # the crowd copy is left out
+    out = [{"boxes": torch.tensor([[1.0, 2.0, 11.0, 22.0]]), "labels": torch.tensor([2]),
+            "scores": torch.tensor([0.9])}]
+    assert coco_detections(out, [11], data.category_ids) == [
+        {"image_id": 11, "category_id": 7, "bbox": [1.0, 2.0, 10.0, 20.0], "score": pytest.approx(0.9)}]
+
+
+def test_insloc_weights_transfer_train_and_score(coco):
+    torch.manual_seed(0)
+    encoder = InsLocFPN()
+    model = build_detector(2, masks=True, min_size=64, max_size=64)
+    missing = load_pretrained(model, torchvision_state_dict(encoder.state_dict()))
+    assert all(k.startswith(("rpn.", "roi_heads.box_predictor.", "roi_heads.mask_", "roi_heads.box_head.7."))
+               for k in missing), missing
+    assert torch.equal(model.backbone.body.layer3[2].conv2.weight, encoder.backbone.layer3[2].conv2.weight)
+    assert torch.equal(model.roi_heads.box_head[3][0].weight, encoder.head.convs[9].weight)
+    assert torch.equal(model.roi_heads.box_head[5].weight, encoder.head.fcs[0].weight)
+    with pytest.raises(ValueError, match="do not fit"):
+        load_pretrained(model, {"backbone.body.conv1.weight": torch.zeros(1)})
+    data = CocoDetection(coco, coco / "instances.json", train=True)
+    losses = fine_tune(model, data, torch.device("cpu"), iterations=2, steps=(1,), batch=2, lr=0.01, workers=0,
+                       warmup=1)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    metrics = evaluate(model, CocoDetection(coco, coco / "instances.json", train=False, masks=False),
+                       torch.device("cpu"))
+    assert set(metrics) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
