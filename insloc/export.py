@@ -24,7 +24,7 @@ import click
 import torch
 from torch import Tensor
 
-from common.checkpoint import CheckpointError, atomic_save, read_weights
+from common.checkpoint import FORMAT, CheckpointError, atomic_save, read_weights, resolve_resume, saved_module
 from common.cli import user_errors
 
 HEAD_CONVS = 4
@@ -143,27 +143,46 @@ def official_encoder_state(mmdet_state: Mapping[str, Tensor], model_keys: list[s
     return out
 
 
-def read_official(path: str | Path, model_keys: list[str]) -> dict[str, Tensor]:
-    """An official checkpoint (mmcv ``{'meta', 'state_dict', 'optimizer'}``, or a bare state dict), read
-    weights-only, as the query encoder's state dict."""
+def read_encoder(path: str | Path, model_keys: list[str]) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+    """(query encoder state in :class:`insloc.model.InsLocFPN` names, the whole model's official state dict or
+    ``None``) of a project snapshot or run dir (``insloc.train``), or of an official checkpoint (mmcv ``{'meta',
+    'state_dict', 'optimizer'}``, or a bare state dict), read weights-only."""
+    if Path(path).is_dir():
+        path = resolve_resume(path)
     saved = read_weights(path)
     if not isinstance(saved, Mapping):
         raise CheckpointError(f"{path} holds a {type(saved).__name__}, not an mmcv checkpoint or a state dict")
+    if saved.get("format") == FORMAT:  # a project snapshot: the InsLoc module's own names
+        model = saved_module(saved, "model", str(path))
+        if not any(k.startswith("encoder_q.head.") for k in model):
+            raise CheckpointError(f"{path} is not an InsLoc snapshot (a MoCo v2 run has no RoI head to export)")
+        query = {k.removeprefix("encoder_q."): v for k, v in model.items() if k.startswith("encoder_q.")}
+        key = {k.removeprefix("encoder_k."): v for k, v in model.items() if k.startswith("encoder_k.")}
+        return (official_encoder_state(mmdet_state_dict(query, {}, model["queues"], model["queue_ptr"]), model_keys,
+                                       str(path)), mmdet_state_dict(query, key, model["queues"], model["queue_ptr"]))
     state = saved.get("state_dict", saved)
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: 'state_dict' is a {type(state).__name__}, not a state dict")
-    return official_encoder_state(state, model_keys, str(path))
+    return official_encoder_state(state, model_keys, str(path)), None
 
 
-FORMATS = ("detectron2", "torchvision")
+def read_official(path: str | Path, model_keys: list[str]) -> dict[str, Tensor]:
+    """The query encoder's state dict of an official checkpoint (or a project snapshot): :func:`read_encoder`."""
+    return read_encoder(path, model_keys)[0]
+
+
+FORMATS = ("detectron2", "torchvision", "mmdet")
 
 
 @click.command()
-@click.option("--ckpt", required=True, help="An official InsLoc FPN checkpoint (mmdet format, e.g. the model zoo's).")
-@click.option("--to", "fmt", type=click.Choice(FORMATS), required=True, help="detectron2 .pkl or torchvision .pth.")
+@click.option("--ckpt", required=True, help="An insloc.train run dir / snapshot, or an official InsLoc FPN checkpoint "
+              "(mmdet format, e.g. the model zoo's).")
+@click.option("--to", "fmt", type=click.Choice(FORMATS), required=True,
+              help="detectron2 .pkl, torchvision .pth, or mmdet (the official checkpoint layout, project runs only).")
 @click.option("--out", required=True, help="The file to write.")
 def main(ckpt: str, fmt: str, out: str) -> None:
-    """Convert InsLoc weights for fine-tuning: detectron2 (as the official convert_pretrained.py) or torchvision."""
+    """Convert InsLoc weights for fine-tuning: detectron2 (as the official convert_pretrained.py), torchvision, or
+    the official mmdet checkpoint layout."""
     from insloc.model import InsLocFPN
 
     with user_errors():
@@ -171,8 +190,12 @@ def main(ckpt: str, fmt: str, out: str) -> None:
             raise CheckpointError(f"{out} exists; give a new file name")
         with torch.device("meta"):
             keys = list(InsLocFPN().state_dict())
-        encoder = read_official(ckpt, keys)
-        if fmt == "detectron2":
+        encoder, whole = read_encoder(ckpt, keys)
+        if fmt == "mmdet":
+            if whole is None:
+                raise CheckpointError(f"{ckpt} is an official checkpoint already; --to mmdet converts project runs")
+            atomic_save({"meta": {"source": "genforce-papers insloc"}, "state_dict": whole}, out)
+        elif fmt == "detectron2":
             state = {to_mmdet_name(k): v for k, v in encoder.items()}
             tmp = Path(f"{out}.tmp")
             with open(tmp, "wb") as f:

@@ -78,3 +78,31 @@ def test_queue_must_hold_whole_batches(images, tmp_path):
         train_insloc(_cfg(images, "model.queue_size=6"), tmp_path)
     with pytest.raises(ConfigError, match="data.path is empty"):
         train_insloc(_cfg(images, "data.path="), tmp_path)
+
+
+def test_a_project_run_exports_to_every_format(images, tmp_path):
+    import pickle
+
+    from click.testing import CliRunner
+
+    from insloc.export import main, read_official
+
+    torch.set_num_threads(1)
+    run = train_insloc(_cfg(images, "train.epochs=1"), tmp_path / "run")
+    for fmt, name in (("torchvision", "tv.pth"), ("detectron2", "d2.pkl"), ("mmdet", "mmdet.pth")):
+        result = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "run"), "--to", fmt, "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    query = run.model.encoder_q.state_dict()
+    assert torch.equal(torch.load(tmp_path / "tv.pth")["roi_heads.box_head.5.weight"], query["head.fcs.0.weight"])
+    with open(tmp_path / "d2.pkl", "rb") as f:
+        d2 = pickle.load(f)["model"]
+    assert np.array_equal(d2["backbone.fpn_output3.norm.running_mean"], query["neck.layer_blocks.1.1.running_mean"])
+    official = torch.load(tmp_path / "mmdet.pth")
+    assert torch.equal(official["state_dict"]["queues"], run.model.queues)
+    again = read_official(tmp_path / "mmdet.pth", list(query))
+    assert all(torch.equal(again[k], v) for k, v in query.items())
+    moco = train_insloc(_cfg(images, "method=moco", "train.epochs=1"), tmp_path / "moco")
+    assert moco.step == 2
+    refused = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "moco"), "--to", "torchvision", "--out",
+                                        str(tmp_path / "m.pth")])
+    assert refused.exit_code != 0 and "MoCo v2 run" in refused.output
