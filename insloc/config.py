@@ -17,6 +17,9 @@ CONFIG_DIR = Path(__file__).with_name("configs")
 class ModelConfig:
     """InsLocFPN sizes (official: FPN 256, RoI 7x7, 4 head convs, fc 1,024, 128-d) and the pretext's MoCo values."""
 
+    block: Literal["bottleneck", "basic"] = "bottleneck"  # ResNet-50: bottleneck, (3, 4, 6, 3), width 64
+    layers: list[int] = field(default_factory=lambda: [3, 4, 6, 3])
+    width: int = 64
     fpn_channels: int = 256
     roi_size: int = 7
     head_convs: int = 4

@@ -1,7 +1,8 @@
 """InsLoc's detector-shaped encoder (spec insloc.md §2.2, §2.8, §3; official ``InsLocFPN``,
 ``mmdet/models/detectors/insloc_fpn.py``, and ``ConvFCBBoxInsClsHead``), built from torchvision parts:
 
-- backbone: torchvision ResNet-50 without its fc (23,508,032 parameters, as the official mmdet ResNet-50);
+- backbone: torchvision's ResNet-50 trunk without its fc (23,508,032 parameters, as the official mmdet ResNet-50;
+  :class:`ResNet`, whose stem width and blocks are settings for the tiny preset);
 - neck: torchvision ``FeaturePyramidNetwork`` with BatchNorm in the 1x1 lateral and 3x3 output convs (no conv bias),
   nearest upsampling, P2-P5 only (no extra level): 3,346,432 parameters; xavier-uniform convs as the official;
 - RoI features: ``roi_align(aligned=True)``, 7x7, adaptive sampling, of the box on EVERY level (no FPN level
@@ -17,11 +18,48 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models import resnet50
-from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 from torchvision.ops import FeaturePyramidNetwork, roi_align
 
 STRIDES = (4, 8, 16, 32)  # P2-P5
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+class ResNet(nn.Module):
+    """torchvision's ResNet trunk (its ``BasicBlock`` / ``Bottleneck``, names ``conv1``, ``bn1``, ``layer1-4``, its
+    init) with the stem width as a setting: width 64, bottleneck, (3, 4, 6, 3) is torchvision's ResNet-50 without fc
+    (same names and 23,508,032 parameters: test); smaller widths / basic blocks are the tiny setting."""
+
+    def __init__(self, block: str = "bottleneck", layers: tuple[int, ...] = (3, 4, 6, 3), width: int = 64) -> None:
+        super().__init__()
+        kind = BLOCKS[block]
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        inplanes, self.out_channels = width, []
+        for i, count in enumerate(layers):
+            planes, stride = width * 2**i, 1 if i == 0 else 2
+            downsample = None
+            if stride != 1 or inplanes != planes * kind.expansion:
+                downsample = nn.Sequential(conv1x1(inplanes, planes * kind.expansion, stride),
+                                           nn.BatchNorm2d(planes * kind.expansion))
+            blocks = [kind(inplanes, planes, stride, downsample)]
+            inplanes = planes * kind.expansion
+            blocks += [kind(inplanes, planes) for _ in range(count - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            self.out_channels.append(inplanes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        out = OrderedDict()
+        for i in range(1, 5):
+            x = getattr(self, f"layer{i}")(x)
+            out[f"c{i + 1}"] = x
+        return out
 
 
 class RoIEmbeddingHead(nn.Module):
@@ -57,12 +95,11 @@ class InsLocFPN(nn.Module):
     ``boxes_per_level``: one (N, 4) xyxy tensor per level (the query pools its jittered box on P5 only)."""
 
     def __init__(self, fpn_channels: int = 256, roi_size: int = 7, head_convs: int = 4, fc: int = 1024,
-                 dim: int = 128) -> None:
+                 dim: int = 128, block: str = "bottleneck", layers: tuple[int, ...] = (3, 4, 6, 3),
+                 width: int = 64) -> None:
         super().__init__()
-        resnet = resnet50()
-        self.backbone = IntermediateLayerGetter(resnet, {"layer1": "c2", "layer2": "c3", "layer3": "c4",
-                                                         "layer4": "c5"})
-        self.neck = FeaturePyramidNetwork([256, 512, 1024, 2048], fpn_channels, norm_layer=nn.BatchNorm2d)
+        self.backbone = ResNet(block, layers, width)
+        self.neck = FeaturePyramidNetwork(self.backbone.out_channels, fpn_channels, norm_layer=nn.BatchNorm2d)
         for module in self.neck.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.xavier_uniform_(module.weight)
@@ -71,7 +108,7 @@ class InsLocFPN(nn.Module):
 
     def features(self, images: Tensor) -> list[Tensor]:
         """P2, P3, P4, P5."""
-        return list(self.neck(OrderedDict(self.backbone(images))).values())
+        return list(self.neck(self.backbone(images)).values())
 
     def forward(self, images: Tensor, boxes_per_level: list[Tensor]) -> Tensor:
         features = self.features(images)

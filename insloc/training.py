@@ -69,7 +69,8 @@ def build_model(cfg: InsLocConfig) -> nn.Module:
         return MoCoV2(moco_encoder(m.dim), m.dim, m.queue_size, m.temperature, m.momentum)
     pretext = PretextConfig(m.queue_size, m.temperature, m.momentum, tuple(m.box_aug_levels),
                             shuffle_chunks=m.shuffle_chunks)
-    return InsLoc(InsLocFPN(m.fpn_channels, m.roi_size, m.head_convs, m.fc, m.dim), pretext, m.dim)
+    encoder = InsLocFPN(m.fpn_channels, m.roi_size, m.head_convs, m.fc, m.dim, m.block, tuple(m.layers), m.width)
+    return InsLoc(encoder, pretext, m.dim)
 
 
 def build_dataset(cfg: InsLocConfig) -> torch.utils.data.Dataset:

@@ -38,3 +38,16 @@ def test_every_level_pools_its_own_box_with_aligned_roi_align_and_one_shared_hea
         per_image = [boxes[level][:1], boxes[level][1:]]  # one box per image
         expected = roi_align(features[level], per_image, 7, 1 / stride, 0, aligned=True)
         assert torch.equal(pooled[level], expected)
+
+
+def test_the_trunk_is_torchvisions_resnet50_and_smaller_settings_build():
+    from torchvision.models import resnet50
+
+    from insloc.model import ResNet
+
+    ours, reference = ResNet().state_dict(), resnet50().state_dict()
+    assert list(ours) == [k for k in reference if not k.startswith("fc.")]
+    assert all(ours[k].shape == reference[k].shape for k in ours)
+    tiny = InsLocFPN(fpn_channels=32, fc=128, dim=64, block="basic", layers=(1, 1, 1, 1), width=16)
+    assert tiny.backbone.out_channels == [16, 32, 64, 128]
+    assert tiny(torch.randn(2, 3, 64, 64), [torch.tensor([[0.0, 0.0, 40.0, 50.0]] * 2)] * 4).shape == (4, 2, 64)
