@@ -29,14 +29,21 @@ class ModelConfig:
     temperature: float = 0.2
     momentum: float = 0.999
     box_aug_levels: list[bool] = field(default_factory=lambda: [False, False, False, True])
+    anchor_stride: int = 16
+    anchor_scales: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0, 16.0])
+    anchor_ratios: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.5, 2.0])
     shuffle_chunks: int = 1  # one process: keys through BN in this many shuffled sub-batches
 
 
 @dataclass
 class DataConfig:
-    """``path``: the official list file (``train.txt``, with ``root``) or a folder / zip of images."""
+    """``path``: the official list file (``train.txt``, with ``root``) or a folder / zip of images; ``synthetic``
+    (the tiny preset): ``synthetic_count`` procedural object images of ``synthetic_size`` px made in memory."""
 
     path: str = ""
+    synthetic: bool = False
+    synthetic_count: int = 500
+    synthetic_size: int = 64
     root: str = ""
     workers: int = 4
     base_scale: int = 256

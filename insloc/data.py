@@ -56,6 +56,17 @@ class ImageList:
             raise DatasetError(f"cannot read image {path} (line {index + 1} of the list): {err}") from None
 
 
+class ArrayImages:
+    """In-memory uint8 (N, H, W, 3) images with the interface of :class:`ImageList` (the tiny preset)."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.array = images
+        self.names = [f"{i:06d}" for i in range(len(images))]
+
+    def open_image(self, index: int) -> Image.Image:
+        return Image.fromarray(self.array[index])
+
+
 def image_source(path: str | Path, root: str | Path = "") -> ImageList | ImageFiles:
     """A ``.txt`` list (with ``root``) or a folder / zip of images."""
     return ImageList(path, root) if str(path).endswith(".txt") else ImageFiles(path)
@@ -90,7 +101,8 @@ def normalise(image: np.ndarray) -> Tensor:
 class CompositionPairs(torch.utils.data.Dataset):
     """(query image, query box, key image, key box) per index: the same foreground on two random backgrounds."""
 
-    def __init__(self, images: ImageList | ImageFiles, cfg: CompositionConfig | None = None, seed: int = 0) -> None:
+    def __init__(self, images: ImageList | ImageFiles | ArrayImages, cfg: CompositionConfig | None = None,
+                 seed: int = 0) -> None:
         self.images, self.cfg, self.seed = images, cfg or CompositionConfig(), seed
         self.pixels = PixelAugmentation()
 

@@ -23,20 +23,22 @@ from torch import Tensor, nn
 
 from common import dist
 from common.contrastive import dequeue_and_enqueue_, instance_contrastive_loss, momentum_update_
-from insloc.box_aug import grid_anchors, jitter_boxes
+from insloc.box_aug import RATIOS, SCALES, grid_anchors, jitter_boxes
 from insloc.model import InsLocFPN
 
 
 @dataclass
 class PretextConfig:
     """Official values (configs/FPN/insloc_fpn_200ep.py): queue 65,536, T 0.2, m 0.999, box augmentation on the
-    last level of the query only."""
+    last level of the query only, anchors on the stride-16 grid with scales 2-16 and ratios 0.5-2."""
 
     queue_size: int = 65536
     temperature: float = 0.2
     momentum: float = 0.999
     box_aug_levels: tuple[bool, ...] = (False, False, False, True)
     anchor_stride: int = 16
+    anchor_scales: tuple[float, ...] = SCALES
+    anchor_ratios: tuple[float, ...] = RATIOS
     shuffle_chunks: int = 1
 
 
@@ -59,7 +61,8 @@ class InsLoc(nn.Module):
         stride = self.cfg.anchor_stride
         if not any(self.cfg.box_aug_levels):
             return [boxes] * len(self.cfg.box_aug_levels)
-        anchors = grid_anchors((image_size[0] // stride, image_size[1] // stride), stride).to(boxes.device)
+        anchors = grid_anchors((image_size[0] // stride, image_size[1] // stride), stride, self.cfg.anchor_scales,
+                               self.cfg.anchor_ratios).to(boxes.device)
         jittered = jitter_boxes(boxes.cpu().float(), anchors.cpu(), generator).to(boxes)
         return [jittered if aug else boxes for aug in self.cfg.box_aug_levels]
 

@@ -25,7 +25,7 @@ from torchvision.models import resnet50
 from common import dist
 from common.contrastive import dequeue_and_enqueue_, instance_contrastive_loss, momentum_update_
 from common.data.dataset import ImageFiles
-from insloc.data import ImageList, PixelAugmentation, item_seeded_torch, normalise
+from insloc.data import ArrayImages, ImageList, PixelAugmentation, item_seeded_torch, normalise
 
 
 def moco_encoder(dim: int = 128) -> nn.Module:
@@ -85,7 +85,7 @@ class MoCoPairs(torch.utils.data.Dataset):
     """Two MoCo v2 views per image of the same sources as :class:`insloc.data.CompositionPairs` (item = epoch x len
     + index, every draw from the item's generator)."""
 
-    def __init__(self, images: ImageList | ImageFiles, size: int = 224, seed: int = 0) -> None:
+    def __init__(self, images: ImageList | ImageFiles | ArrayImages, size: int = 224, seed: int = 0) -> None:
         self.images, self.views, self.seed = images, MoCoViews(size), seed
 
     def __len__(self) -> int:

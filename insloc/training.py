@@ -23,13 +23,15 @@ from torch import nn
 
 from common import checkpoint, dist
 from common.config import ConfigError, to_dict
+from common.data.dataset import ImageFiles
 from common.logging import Progress, ScalarLogger
 from insloc.composition import CompositionConfig
 from insloc.config import InsLocConfig
-from insloc.data import CompositionPairs, image_source
+from insloc.data import ArrayImages, CompositionPairs, ImageList, image_source
 from insloc.insloc import InsLoc, PretextConfig
 from insloc.moco import MoCoPairs, MoCoV2, moco_encoder
 from insloc.model import InsLocFPN
+from insloc.synthetic import object_images
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -67,17 +69,21 @@ def build_model(cfg: InsLocConfig) -> nn.Module:
     m = cfg.model
     if cfg.method == "moco":
         return MoCoV2(moco_encoder(m.dim), m.dim, m.queue_size, m.temperature, m.momentum)
-    pretext = PretextConfig(m.queue_size, m.temperature, m.momentum, tuple(m.box_aug_levels),
-                            shuffle_chunks=m.shuffle_chunks)
+    pretext = PretextConfig(m.queue_size, m.temperature, m.momentum, tuple(m.box_aug_levels), m.anchor_stride,
+                            tuple(m.anchor_scales), tuple(m.anchor_ratios), m.shuffle_chunks)
     encoder = InsLocFPN(m.fpn_channels, m.roi_size, m.head_convs, m.fc, m.dim, m.block, tuple(m.layers), m.width)
     return InsLoc(encoder, pretext, m.dim)
 
 
 def build_dataset(cfg: InsLocConfig) -> torch.utils.data.Dataset:
     d = cfg.data
-    if not d.path:
+    if d.synthetic:
+        images: ImageList | ImageFiles | ArrayImages = ArrayImages(
+            object_images(d.synthetic_count, d.synthetic_size, cfg.seed)[0])
+    elif not d.path:
         raise ConfigError("data.path is empty: give the image list (train.txt, with data.root) or an image folder")
-    images = image_source(d.path, d.root)
+    else:
+        images = image_source(d.path, d.root)
     if cfg.method == "moco":
         return MoCoPairs(images, d.moco_size, cfg.seed)
     composition = CompositionConfig(d.base_scale, tuple(d.fore_scale), tuple(d.crop_scale), tuple(d.crop_ratio))

@@ -106,3 +106,14 @@ def test_a_project_run_exports_to_every_format(images, tmp_path):
     refused = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "moco"), "--to", "torchvision", "--out",
                                         str(tmp_path / "m.pth")])
     assert refused.exit_code != 0 and "MoCo v2 run" in refused.output
+
+
+@pytest.mark.parametrize("method", ["insloc", "moco"])
+def test_tiny_preset_trains_offline(tmp_path, method):
+    torch.set_num_threads(1)
+    cfg = load_config(InsLocConfig, config_path("tiny"), [f"method={method}", "data.synthetic_count=64",
+                                                          "train.epochs=1", "model.queue_size=64"])
+    with torch.device("meta"):
+        assert sum(p.numel() for p in build_model(cfg).encoder_q.parameters()) > 0
+    result = train_insloc(cfg, tmp_path, max_iterations=2)
+    assert result.step == 2 and all(np.isfinite(v) for v in result.scalars.values())
