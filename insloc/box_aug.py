@@ -41,13 +41,14 @@ def grid_anchors(feature_size: tuple[int, int], stride: int = 16, scales: Sequen
 
 
 def jitter_boxes(gt_boxes: Tensor, anchors: Tensor, generator: torch.Generator | None = None,
-                 iou_threshold: float = 0.5, nms_threshold: float = 0.7, nms_pre: int = 4000) -> Tensor:
+                 iou_threshold: float = 0.5, nms_threshold: float = 0.7, nms_pre: int = 4000,
+                 max_iou: float = 1.0) -> Tensor:
     """One augmented box per ground-truth box (N, 4) -> (N, 4): a random NMS survivor among the anchors that
-    overlap it with IoU > ``iou_threshold``."""
+    overlap it with IoU > ``iou_threshold`` (and <= ``max_iou``: 1 officially; lower for the robustness probe)."""
     out = []
     for box in gt_boxes:
         iou = box_iou(anchors, box[None])[:, 0]
-        keep = torch.nonzero(iou > iou_threshold).flatten()
+        keep = torch.nonzero((iou > iou_threshold) & (iou <= max_iou)).flatten()
         if len(keep) == 0:
             keep = iou.topk(min(nms_pre, len(iou))).indices
         scores = torch.rand(len(keep), generator=generator)

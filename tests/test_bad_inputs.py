@@ -222,6 +222,8 @@ CASES = [
     ("insloc.train", ["--cfg", "fpn_200ep", "--set", "data.path={emptydir}"], "no image files found"),
     ("insloc.train", ["--cfg", "fpn_200ep", "--set", "model.queue_size=100"], "multiple of train.batch"),
     ("insloc.train", ["--cfg", "nope"], "not found"),
+    ("insloc.eval", ["--ckpt", "{text_pt}"], "not a PyTorch file"),
+    ("insloc.eval", ["--ckpt", "{emptydir}"], "holds no snapshot"),
     ("insloc.transfer", ["--images", "{emptydir}", "--train", "{emptydir}/none.json", "--val-images", "{emptydir}",
                          "--val", "{emptydir}/none.json", "--out", "{out}"], "no COCO annotation file"),
     ("insloc.transfer", ["--images", "{emptydir}", "--train", "{text_pt}", "--val-images", "{emptydir}",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -117,3 +119,34 @@ def test_tiny_preset_trains_offline(tmp_path, method):
         assert sum(p.numel() for p in build_model(cfg).encoder_q.parameters()) > 0
     result = train_insloc(cfg, tmp_path, max_iterations=2)
     assert result.step == 2 and all(np.isfinite(v) for v in result.scalars.values())
+
+
+def test_box_robustness_probe_on_a_tiny_run(tmp_path):
+    from click.testing import CliRunner
+
+    from insloc.eval import main
+
+    torch.set_num_threads(1)
+    sets = ["data.synthetic_count=64", "train.epochs=1", "model.queue_size=64"]
+    train_insloc(load_config(InsLocConfig, config_path("tiny"), sets), tmp_path / "insloc", max_iterations=1)
+    result = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "insloc"), "--count", "16"])
+    assert result.exit_code == 0, result.output
+    probe = json.loads(result.output)
+    assert set(probe) == {"jittered", "true_boxes"}
+    assert all(len(v) == 4 and all(0 <= x <= 1 for x in v) for v in probe.values())
+    train_insloc(load_config(InsLocConfig, config_path("tiny"), [*sets, "method=moco"]), tmp_path / "moco",
+                 max_iterations=1)
+    refused = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "moco")])
+    assert refused.exit_code != 0 and "needs InsLoc's RoI head" in refused.output
+
+
+def test_the_probe_jitter_stays_in_its_iou_band():
+    from torchvision.ops import box_iou
+
+    from insloc.box_aug import grid_anchors, jitter_boxes
+
+    gt = torch.tensor([[10.0, 12.0, 50.0, 60.0], [0.0, 0.0, 40.0, 30.0]])
+    boxes = jitter_boxes(gt, grid_anchors((8, 8), 8, (1.0, 2.0, 4.0, 8.0)), torch.Generator().manual_seed(0),
+                         0.5, max_iou=0.6)
+    iou = box_iou(boxes, gt).diagonal()
+    assert ((iou > 0.5) & (iou <= 0.6)).all()
