@@ -154,6 +154,8 @@ def read_encoder(path: str | Path, model_keys: list[str]) -> tuple[dict[str, Ten
         raise CheckpointError(f"{path} holds a {type(saved).__name__}, not an mmcv checkpoint or a state dict")
     if saved.get("format") == FORMAT:  # a project snapshot: the InsLoc module's own names
         model = saved_module(saved, "model", str(path))
+        if "queues" not in model and "queue" not in model:
+            raise CheckpointError(f"{path} is not an insloc.train snapshot (its model has no InsLoc / MoCo queue)")
         if not any(k.startswith("encoder_q.head.") for k in model):
             raise CheckpointError(f"{path} is not an InsLoc snapshot (a MoCo v2 run has no RoI head to export)")
         query = {k.removeprefix("encoder_q."): v for k, v in model.items() if k.startswith("encoder_q.")}

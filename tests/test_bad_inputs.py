@@ -230,7 +230,7 @@ CASES = [
                          "--val", "{text_pt}", "--out", "{out}"], "is not a COCO instances file"),
     ("insloc.export", ["--ckpt", "{text_pt}", "--to", "torchvision", "--out", "{out}/x.pth"], "not a PyTorch file"),
     ("insloc.export", ["--ckpt", "{es_snapshot}", "--to", "detectron2", "--out", "{out}/x.pkl"],
-     "not an InsLoc FPN checkpoint"),
+     "not an insloc.train snapshot"),
 ]
 
 
