@@ -12,14 +12,12 @@ The labelled split is drawn once per class with ``data.split_seed`` and saved (`
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from cmpl.config import CMPLConfig, config_names, config_path
 from cmpl.training import train_cmpl
 from common import dist
-from common.cli import common_options, failed_start_undone, setup_run, user_errors
+from common.cli import common_options, failed_start_undone, row_config_file, setup_run, user_errors
 
 
 @click.command()
@@ -27,11 +25,7 @@ from common.cli import common_options, failed_start_undone, setup_run, user_erro
 def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume: str | None, seed: int | None,
          device: str | None) -> None:
     """Semi-supervised training of the primary (and auxiliary) network."""
-    cfg_file = str(config_path(cfg)) if cfg else None
-    if cfg_file and not Path(cfg_file).is_file():
-        raise click.UsageError(f"config {cfg!r} not found: give a YAML file or one of the rows in cmpl/configs/")
-    if cfg_file is None and not (resume and Path(resume).is_dir()):
-        cfg_file = str(config_path("tiny"))
+    cfg_file = row_config_file(cfg, resume, config_path, "cmpl", "tiny")
     setup = setup_run(CMPLConfig, "cmpl", cfg_file, overrides, outdir, resume, seed, device)
     with failed_start_undone(setup), user_errors():
         result = train_cmpl(setup.cfg, setup.run_dir, setup.info.device, resume=setup.resume_from)

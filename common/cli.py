@@ -59,6 +59,18 @@ def common_options(func: F | None = None, *, rows: Sequence[str] = ()) -> Any:
     return decorate(func) if func is not None else decorate
 
 
+def row_config_file(cfg: str | None, resume: str | None, config_path: Callable[[str], Path], package: str,
+                    default: str) -> str | None:
+    """The YAML file of ``--cfg`` (a file or a row of ``<package>/configs/``); ``default``'s row when neither
+    ``--cfg`` nor a resumable run dir is given; ``None`` when a run dir's own config applies."""
+    cfg_file = str(config_path(cfg)) if cfg else None
+    if cfg_file and not Path(cfg_file).is_file():
+        raise click.UsageError(f"config {cfg!r} not found: give a YAML file or one of the rows in {package}/configs/")
+    if cfg_file is None and not (resume and Path(resume).is_dir()):
+        cfg_file = str(config_path(default))
+    return cfg_file
+
+
 def config_name(cfg_path: str | os.PathLike | None) -> str:
     """The run-dir suffix for a config file: its stem, or 'default'."""
     return Path(cfg_path).stem if cfg_path else "default"

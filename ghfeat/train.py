@@ -17,12 +17,10 @@ The official spellings are refused with that explanation. Shared options: ``--se
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from common import dist
-from common.cli import common_options, failed_start_undone, setup_run, user_errors
+from common.cli import common_options, failed_start_undone, row_config_file, setup_run, user_errors
 from ghfeat.config import GHFeatConfig, config_names, config_path
 from ghfeat.training import train_ghfeat
 
@@ -52,11 +50,7 @@ def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume
          device: str | None, generator: str | None, data: str | None, mirror: bool | None,
          pretrained_d: bool | None, d_scale: float | None, depth: str | None) -> None:
     """Train GH-Feat's hierarchical encoder (E step, then D step, per iteration)."""
-    cfg_file = str(config_path(cfg)) if cfg else None
-    if cfg_file and not Path(cfg_file).is_file():
-        raise click.UsageError(f"config {cfg!r} not found: give a YAML file or one of the rows in ghfeat/configs/")
-    if cfg_file is None and not (resume and Path(resume).is_dir()):
-        cfg_file = str(config_path("tiny"))
+    cfg_file = row_config_file(cfg, resume, config_path, "ghfeat", "tiny")
     extra = list(overrides)
     extra += [f"generator.path={generator}"] if generator else []
     extra += ["data.source=path", f"data.path={data}"] if data else []

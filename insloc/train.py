@@ -10,12 +10,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from common import dist
-from common.cli import common_options, failed_start_undone, setup_run, user_errors
+from common.cli import common_options, failed_start_undone, row_config_file, setup_run, user_errors
 from insloc.config import InsLocConfig, config_names, config_path
 from insloc.training import train_insloc
 
@@ -25,11 +23,7 @@ from insloc.training import train_insloc
 def main(cfg: str | None, overrides: tuple[str, ...], outdir: str | None, resume: str | None, seed: int | None,
          device: str | None) -> None:
     """Self-supervised pretraining: InsLoc on composites, or MoCo v2 on whole images."""
-    cfg_file = str(config_path(cfg)) if cfg else None
-    if cfg_file and not Path(cfg_file).is_file():
-        raise click.UsageError(f"config {cfg!r} not found: give a YAML file or one of the rows in insloc/configs/")
-    if cfg_file is None and not (resume and Path(resume).is_dir()):
-        cfg_file = str(config_path("fpn_200ep"))
+    cfg_file = row_config_file(cfg, resume, config_path, "insloc", "fpn_200ep")
     setup = setup_run(InsLocConfig, "insloc", cfg_file, overrides, outdir, resume, seed, device)
     with failed_start_undone(setup), user_errors():
         result = train_insloc(setup.cfg, setup.run_dir, setup.info.device, resume=setup.resume_from)
