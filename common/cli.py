@@ -184,10 +184,10 @@ def _remove_run_dir(setup: RunSetup) -> None:
 @contextlib.contextmanager
 def failed_start_undone(setup: RunSetup, remove_untrained: bool = True) -> Iterator[None]:
     """A start that fails before writing its first snapshot leaves no trace: a run dir it created is removed, a run
-    dir it resumed gets its ``config.yaml`` back (e.g. after ``--resume RUN --set G.channel_max=32`` did not fit the
-    snapshot). Failures after a new snapshot keep everything (the work since then is what resume continues); a start
-    that trained nothing (resuming a finished snapshot into a new run dir) leaves no run dir either, unless
-    ``remove_untrained`` is False (trainers that write a final model file even then)."""
+    dir it resumed gets its ``config.yaml`` back, or none if it had none (e.g. after ``--resume RUN --set
+    G.channel_max=32`` did not fit the snapshot). Failures after a new snapshot keep everything (the work since then
+    is what resume continues); a start that trained nothing (resuming a finished snapshot into a new run dir) leaves
+    no run dir either, unless ``remove_untrained`` is False (trainers that write a final model file even then)."""
     try:
         yield
     except BaseException:
@@ -196,6 +196,8 @@ def failed_start_undone(setup: RunSetup, remove_untrained: bool = True) -> Itera
                 _remove_run_dir(setup)
             elif setup.previous_config is not None:
                 (setup.run_dir / RESOLVED_CONFIG).write_text(setup.previous_config)
+            else:  # the resumed dir had no config.yaml (e.g. a run a reproduction trained directly)
+                (setup.run_dir / RESOLVED_CONFIG).unlink(missing_ok=True)
         raise
     if remove_untrained and setup.info.is_main and setup.created and not _snapshot_files(setup.run_dir):
         _remove_run_dir(setup)  # nothing was trained (a finished snapshot resumed)

@@ -73,6 +73,9 @@ class RoIEmbeddingHead(nn.Module):
             layers += [nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
                        nn.ReLU(inplace=True)]
         self.convs = nn.Sequential(*layers)
+        for layer in layers:  # mmcv ConvModule's init: kaiming normal, fan_out, ReLU
+            if isinstance(layer, nn.Conv2d):
+                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
         sizes = [channels * roi_size * roi_size] + [fc] * fcs
         self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.projection = nn.Linear(sizes[-1], dim)

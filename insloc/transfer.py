@@ -5,7 +5,8 @@ report box AP (spec insloc.md §5; the official detectron2 protocol, here with t
         --train /data/coco/annotations/instances_train2017.json --val-images /data/coco/val2017 \\
         --val /data/coco/annotations/instances_val2017.json --schedule 1x --out runs/transfer
 
-Schedule (detectron2 Base-RCNN-FPN): 16 images per iteration, SGD 0.02 (linear in the batch), momentum 0.9, wd 1e-4,
+Schedule (detectron2 Base-RCNN-FPN): 16 images per iteration, SGD 0.02 (linear in the batch), momentum 0.9, wd 1e-4
+(none on BatchNorm, detectron2's ``WEIGHT_DECAY_NORM``),
 linear warm-up over 1,000 iterations from 0.001 x, x0.1 at 60k and 80k of 90k (1x) or 120k and 160k of 180k (2x);
 SyncBN under torchrun on GPUs. ``--weights``: ``python -m insloc.export --to torchvision`` output (none: from
 scratch). Writes ``<out>/metrics.json`` (box AP, AP50, AP75, APs, APm, APl).
@@ -24,6 +25,7 @@ from common import dist
 from common.checkpoint import read_weights
 from common.cli import user_errors
 from common.config import ConfigError
+from common.logging import progress
 from common.metrics.detection import coco_box_ap
 from common.threads import configure_threads
 from insloc.detection import CocoDetection, build_detector, coco_detections, collate, load_pretrained
@@ -39,6 +41,17 @@ def learning_rate(base: float, step: int, steps: tuple[int, ...], warmup: int = 
         alpha = step / warmup
         scale *= factor * (1 - alpha) + alpha
     return base * scale
+
+
+def parameter_groups(model: nn.Module, weight_decay: float = 1e-4) -> list[dict]:
+    """detectron2's defaults: weight decay on weights and biases, none on normalisation layers
+    (``WEIGHT_DECAY_NORM: 0.0``)."""
+    norm, rest = [], []
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if p.requires_grad:
+                (norm if isinstance(module, nn.modules.batchnorm._NormBase) else rest).append(p)
+    return [{"params": rest, "weight_decay": weight_decay}, {"params": norm, "weight_decay": 0.0}]
 
 
 @torch.no_grad()
@@ -61,15 +74,14 @@ def fine_tune(model: nn.Module, data: CocoDetection, device: torch.device, itera
     world = dist.get_world_size()
     model = dist.wrap_ddp(nn.SyncBatchNorm.convert_sync_batchnorm(model) if world > 1 and device.type == "cuda"
                           else model, device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
+    opt = torch.optim.SGD(parameter_groups(model), lr=lr, momentum=0.9)
     sampler = torch.utils.data.RandomSampler(data, replacement=True, num_samples=iterations * batch // world,
                                              generator=torch.Generator().manual_seed(seed + dist.get_rank()))
     loader = torch.utils.data.DataLoader(data, batch_size=batch // world, sampler=sampler, num_workers=workers,
                                          collate_fn=collate, generator=torch.Generator().manual_seed(seed))
     losses = []
     model.train()
-    for step, (images, targets) in enumerate(loader):
+    for step, (images, targets) in enumerate(progress(loader, total=iterations, desc="transfer", unit="it")):
         for group in opt.param_groups:
             group["lr"] = learning_rate(lr, step, steps, warmup)
         images = [image.to(device) for image in images]

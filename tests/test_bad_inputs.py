@@ -270,3 +270,19 @@ def test_bad_input_is_one_line_and_writes_nothing(case, files, tmp_path, monkeyp
 def test_the_suite_covers_every_cli_with_sixty_cases():
     assert len(CASES) >= 60
     assert len({module for module, _, _ in CASES}) >= 20
+
+
+def test_resuming_another_packages_run_dir_leaves_it_as_it_was(files, tmp_path):
+    """A run dir with a snapshot but no config.yaml (as a reproduction's directly trained runs are) resumed by the
+    wrong CLI: one line, and no config.yaml left behind in it."""
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(files["es_snapshot"], run / "snapshot-000000001.pt")
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in run.iterdir())
+    command = importlib.import_module("insloc.train").main
+    result = CliRunner().invoke(command, ["--cfg", "tiny", "--resume", str(run)])
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    assert "does not fit module" in result.output
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run.iterdir()) == before

@@ -51,3 +51,11 @@ def test_the_trunk_is_torchvisions_resnet50_and_smaller_settings_build():
     tiny = InsLocFPN(fpn_channels=32, fc=128, dim=64, block="basic", layers=(1, 1, 1, 1), width=16)
     assert tiny.backbone.out_channels == [16, 32, 64, 128]
     assert tiny(torch.randn(2, 3, 64, 64), [torch.tensor([[0.0, 0.0, 40.0, 50.0]] * 2)] * 4).shape == (4, 2, 64)
+
+
+def test_head_init_is_the_officials():
+    torch.manual_seed(0)
+    head = InsLocFPN().head
+    conv = head.convs[0].weight
+    assert abs(float(conv.std()) - (2 / (256 * 9)) ** 0.5) < 0.002  # kaiming normal, fan_out (mmcv ConvModule)
+    assert abs(float(head.projection.weight.std()) - 0.01) < 0.001 and float(head.fcs[0].bias.abs().sum()) == 0

@@ -79,3 +79,15 @@ def test_insloc_weights_transfer_train_and_score(coco):
     metrics = evaluate(model, CocoDetection(coco, coco / "instances.json", train=False, masks=False),
                        torch.device("cpu"))
     assert set(metrics) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+
+
+def test_no_weight_decay_on_batchnorm_as_detectron2():
+    from insloc.transfer import parameter_groups
+
+    model = build_detector(2, masks=False, min_size=64, max_size=64)
+    decayed, norms = parameter_groups(model)
+    assert decayed["weight_decay"] == 1e-4 and norms["weight_decay"] == 0.0
+    assert len(decayed["params"]) + len(norms["params"]) == len(list(model.parameters()))
+    bn = model.roi_heads.box_head[7]
+    assert any(p is bn.weight for p in norms["params"]) and not any(p is bn.weight for p in decayed["params"])
+    assert any(p is model.roi_heads.box_head[5].weight for p in decayed["params"])
