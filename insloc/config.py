@@ -20,6 +20,7 @@ class ModelConfig:
     block: Literal["bottleneck", "basic"] = "bottleneck"  # ResNet-50: bottleneck, (3, 4, 6, 3), width 64
     layers: list[int] = field(default_factory=lambda: [3, 4, 6, 3])
     width: int = 64
+    stem_pool: bool = True  # torchvision's stem max pooling (False: strides 2-16, the tiny preset's small images)
     fpn_channels: int = 256
     roi_size: int = 7
     head_convs: int = 4

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +26,68 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
-from torchvision.models.detection import fasterrcnn_resnet50_fpn_v2, maskrcnn_resnet50_fpn_v2
+from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.rpn import RPNHead
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from common.data.dataset import DatasetError
+from insloc.model import ResNet
 
 FC_DIM = 1024
 
 
+@dataclass(frozen=True)
+class DetectorSize:
+    """The detector's settings that follow the pretrained encoder (:class:`insloc.model.InsLocFPN`) and the image
+    size: defaults are ``fasterrcnn_resnet50_fpn_v2``'s (ResNet-50, FPN 256, 4conv-1fc head of 1,024, RoIs 7x7,
+    anchors 32-512, 512 sampled RoIs per image, 2,000 proposals per image in training, 1,000 in testing); the tiny
+    preset is a smaller setting of the same parts (few objects per small image: fewer RoIs and proposals)."""
+
+    block: str = "bottleneck"
+    layers: tuple[int, ...] = (3, 4, 6, 3)
+    width: int = 64
+    stem_pool: bool = True
+    fpn_channels: int = 256
+    head_convs: int = 4
+    fc: int = FC_DIM
+    roi_size: int = 7
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    rois_per_image: int = 512
+    proposals: int = 2000
+
+
 def build_detector(num_classes: int, masks: bool = True, min_size: int | tuple[int, ...] = (640, 672, 704, 736,
-                   768, 800), max_size: int = 1333) -> nn.Module:
-    """Mask (or Faster) R-CNN R50-FPN for ``num_classes`` object classes, every layer trainable, the ExtraNorm box
-    head; multi-scale training sizes as detectron2's ``MIN_SIZE_TRAIN`` (test: the largest)."""
-    build = maskrcnn_resnet50_fpn_v2 if masks else fasterrcnn_resnet50_fpn_v2
-    # no torchvision weights: every backbone layer trains and BatchNorm stays a real BatchNorm (not frozen)
-    model = build(weights=None, weights_backbone=None, num_classes=num_classes + 1, min_size=min_size,
-                  max_size=max_size)
-    model.roi_heads.box_head.append(nn.BatchNorm1d(FC_DIM))  # official FastRCNNConvFCHeadExtraNorm
-    return model
+                   768, 800), max_size: int = 1333, size: DetectorSize = DetectorSize()) -> nn.Module:
+    """Mask (or Faster) R-CNN with a ResNet-FPN for ``num_classes`` object classes, every layer trainable, the
+    ExtraNorm box head; multi-scale training sizes as detectron2's ``MIN_SIZE_TRAIN`` (test: the largest).
+
+    Assembled as torchvision's ``maskrcnn_resnet50_fpn_v2`` / ``fasterrcnn_resnet50_fpn_v2`` are (same module names
+    and shapes at the default ``size``: test), from the :class:`insloc.model.ResNet` trunk, so that smaller
+    settings of InsLoc's encoder transfer too. No torchvision weights: BatchNorm stays a real BatchNorm."""
+    trunk = ResNet(size.block, size.layers, size.width, size.stem_pool)
+    backbone = BackboneWithFPN(trunk, {f"layer{i}": str(i - 1) for i in range(1, 5)}, trunk.out_channels,
+                               size.fpn_channels, extra_blocks=LastLevelMaxPool(), norm_layer=nn.BatchNorm2d)
+    c, r = size.fpn_channels, size.roi_size
+    anchors = AnchorGenerator(tuple((s,) for s in size.anchor_sizes), ((0.5, 1.0, 2.0),) * len(size.anchor_sizes))
+    box_head = FastRCNNConvFCHead((c, r, r), [c] * size.head_convs, [size.fc], norm_layer=nn.BatchNorm2d)
+    box_head.append(nn.BatchNorm1d(size.fc))  # official FastRCNNConvFCHeadExtraNorm
+    parts: dict[str, Any] = dict(
+        box_predictor=FastRCNNPredictor(size.fc, num_classes + 1), min_size=min_size, max_size=max_size,
+        rpn_anchor_generator=anchors,
+        rpn_head=RPNHead(c, anchors.num_anchors_per_location()[0], conv_depth=2),
+        box_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], r, sampling_ratio=2), box_head=box_head,
+        box_batch_size_per_image=size.rois_per_image, rpn_pre_nms_top_n_train=size.proposals,
+        rpn_post_nms_top_n_train=size.proposals, rpn_pre_nms_top_n_test=size.proposals // 2,
+        rpn_post_nms_top_n_test=size.proposals // 2)
+    if masks:
+        return MaskRCNN(backbone, mask_head=MaskRCNNHeads(c, [256] * 4, 1, norm_layer=nn.BatchNorm2d),
+                        mask_predictor=MaskRCNNPredictor(256, 256, num_classes + 1), **parts)
+    return FasterRCNN(backbone, **parts)
 
 
 def load_pretrained(model: nn.Module, state: dict[str, Tensor]) -> list[str]:

@@ -11,6 +11,9 @@ fine-tune in, and official checkpoints in.
   (detectron2 ignores it);
 - ``torchvision``: a ``FasterRCNN`` state dict fragment (``backbone.body``, ``backbone.fpn``, and the 4conv-1fc box
   head ``roi_heads.box_head`` of ``fasterrcnn_resnet50_fpn_v2``), loadable with ``strict=False``.
+
+A MoCo v2 run (the baseline) exports its ResNet trunk only (``backbone.body`` / detectron2 ``bottom_up``, as MoCo's
+own detection transfer uses it); tiny runs export at their own sizes (:class:`insloc.detection.DetectorSize`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ from torch import Tensor
 
 from common.checkpoint import FORMAT, CheckpointError, atomic_save, read_weights, resolve_resume, saved_module
 from common.cli import user_errors
-
-HEAD_CONVS = 4
 
 
 def to_mmdet_name(name: str) -> str | None:
@@ -108,8 +109,9 @@ def detectron2_checkpoint(mmdet_state: dict[str, Tensor]) -> dict:
 
 
 def torchvision_state_dict(encoder: dict[str, Tensor]) -> dict[str, Tensor]:
-    """``FasterRCNN`` names (``fasterrcnn_resnet50_fpn_v2`` box head: 4 x Conv2dNormActivation, Flatten, fc):
-    backbone, FPN, the head convs and fc1."""
+    """``FasterRCNN`` names (``fasterrcnn_resnet50_fpn_v2`` box head: 4 x Conv2dNormActivation, Flatten, fc; a
+    smaller encoder's head convs likewise): backbone, FPN, the head convs and fc1."""
+    convs = max((int(name.split(".")[2]) // 3 + 1 for name in encoder if name.startswith("head.convs.")), default=0)
     out = {}
     for name, value in encoder.items():
         if name.startswith("backbone."):
@@ -121,7 +123,7 @@ def torchvision_state_dict(encoder: dict[str, Tensor]) -> dict[str, Tensor]:
             conv, part = divmod(int(index), 3)
             out[f"roi_heads.box_head.{conv}.{part}.{rest}"] = value
         elif name.startswith("head.fcs.0."):
-            out[f"roi_heads.box_head.{HEAD_CONVS + 1}." + name.removeprefix("head.fcs.0.")] = value
+            out[f"roi_heads.box_head.{convs + 1}." + name.removeprefix("head.fcs.0.")] = value
     return out
 
 
@@ -145,23 +147,23 @@ def official_encoder_state(mmdet_state: Mapping[str, Tensor], model_keys: list[s
 
 def read_encoder(path: str | Path, model_keys: list[str]) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
     """(query encoder state in :class:`insloc.model.InsLocFPN` names, the whole model's official state dict or
-    ``None``) of a project snapshot or run dir (``insloc.train``), or of an official checkpoint (mmcv ``{'meta',
-    'state_dict', 'optimizer'}``, or a bare state dict), read weights-only."""
+    ``None``) of a project snapshot or run dir (``insloc.train``; a MoCo v2 run gives its trunk as ``backbone.*``,
+    nothing else), or of an official checkpoint (mmcv ``{'meta', 'state_dict', 'optimizer'}``, or a bare state
+    dict, checked against ``model_keys``), read weights-only."""
     if Path(path).is_dir():
         path = resolve_resume(path)
     saved = read_weights(path)
     if not isinstance(saved, Mapping):
         raise CheckpointError(f"{path} holds a {type(saved).__name__}, not an mmcv checkpoint or a state dict")
-    if saved.get("format") == FORMAT:  # a project snapshot: the InsLoc module's own names
+    if saved.get("format") == FORMAT:  # a project snapshot: its own names and its own (possibly tiny) sizes
         model = saved_module(saved, "model", str(path))
-        if "queues" not in model and "queue" not in model:
-            raise CheckpointError(f"{path} is not an insloc.train snapshot (its model has no InsLoc / MoCo queue)")
-        if not any(k.startswith("encoder_q.head.") for k in model):
-            raise CheckpointError(f"{path} is not an InsLoc snapshot (a MoCo v2 run has no RoI head to export)")
         query = {k.removeprefix("encoder_q."): v for k, v in model.items() if k.startswith("encoder_q.")}
+        if "queue" in model:  # MoCo v2: the ResNet trunk without the MLP head
+            return {"backbone." + k: v for k, v in query.items() if not k.startswith("fc.")}, None
+        if "queues" not in model or not any(k.startswith("head.") for k in query):
+            raise CheckpointError(f"{path} is not an insloc.train snapshot (its model has no InsLoc / MoCo queue)")
         key = {k.removeprefix("encoder_k."): v for k, v in model.items() if k.startswith("encoder_k.")}
-        return (official_encoder_state(mmdet_state_dict(query, {}, model["queues"], model["queue_ptr"]), model_keys,
-                                       str(path)), mmdet_state_dict(query, key, model["queues"], model["queue_ptr"]))
+        return query, mmdet_state_dict(query, key, model["queues"], model["queue_ptr"])
     state = saved.get("state_dict", saved)
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: 'state_dict' is a {type(state).__name__}, not a state dict")
@@ -195,7 +197,8 @@ def main(ckpt: str, fmt: str, out: str) -> None:
         encoder, whole = read_encoder(ckpt, keys)
         if fmt == "mmdet":
             if whole is None:
-                raise CheckpointError(f"{ckpt} is an official checkpoint already; --to mmdet converts project runs")
+                raise CheckpointError(f"{ckpt} is an official checkpoint or a MoCo v2 run; --to mmdet converts "
+                                      "insloc.train runs of method insloc")
             atomic_save({"meta": {"source": "genforce-papers insloc"}, "state_dict": whole}, out)
         elif fmt == "detectron2":
             state = {to_mmdet_name(k): v for k, v in encoder.items()}

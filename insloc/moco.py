@@ -2,8 +2,9 @@
 Baselines with Momentum Contrastive Learning"; facebookresearch/moco ``builder.py`` with ``--mlp``): image-level
 instance discrimination with global pooling, no composition, no boxes.
 
-- encoder: torchvision ResNet-50 whose fc is the MoCo v2 MLP head, fc 2048 -> 2048, ReLU, fc 2048 -> 128
-  (27,966,656 parameters); the key encoder is its momentum copy (m = 0.999, updated before the key forward);
+- encoder: ResNet-50 (torchvision's, :class:`PooledResNet`) whose fc is the MoCo v2 MLP head, fc 2048 -> 2048,
+  ReLU, fc 2048 -> 128 (27,966,656 parameters); the key encoder is its momentum copy (m = 0.999, updated before
+  the key forward);
 - loss: InfoNCE of q against its key and one queue of 65,536 negatives, T = 0.2
   (:func:`common.contrastive.instance_contrastive_loss`); keys shuffled across processes for BatchNorm;
 - views: two RandomResizedCrop(224, scale (0.2, 1)) crops of the image with MoCo v2's colour augmentation, flip and
@@ -20,17 +21,32 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 from torchvision import transforms
-from torchvision.models import resnet50
 
 from common import dist
 from common.contrastive import dequeue_and_enqueue_, instance_contrastive_loss, momentum_update_
 from common.data.dataset import ImageFiles
 from insloc.data import ArrayImages, ImageList, PixelAugmentation, item_seeded_torch, normalise
+from insloc.model import ResNet
 
 
-def moco_encoder(dim: int = 128) -> nn.Module:
-    """ResNet-50 with the MoCo v2 MLP head in place of fc."""
-    net = resnet50(num_classes=dim)
+class PooledResNet(ResNet):
+    """:class:`insloc.model.ResNet` + global average pooling + ``fc``: at the defaults torchvision's ``resnet50``
+    (same names, shapes and forward); smaller settings are the tiny preset's trunk with the same head."""
+
+    def __init__(self, num_classes: int, block: str = "bottleneck", layers: tuple[int, ...] = (3, 4, 6, 3),
+                 width: int = 64, stem_pool: bool = True) -> None:
+        super().__init__(block, layers, width, stem_pool)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc: nn.Module = nn.Linear(self.out_channels[-1], num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        return self.fc(torch.flatten(self.avgpool(super().forward(x)["c5"]), 1))
+
+
+def moco_encoder(dim: int = 128, block: str = "bottleneck", layers: tuple[int, ...] = (3, 4, 6, 3),
+                 width: int = 64, stem_pool: bool = True) -> nn.Module:
+    """ResNet (default ResNet-50) with the MoCo v2 MLP head in place of fc."""
+    net = PooledResNet(dim, block, layers, width, stem_pool)
     hidden = net.fc.weight.shape[1]
     net.fc = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(inplace=True), net.fc)
     return net

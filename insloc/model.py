@@ -21,22 +21,25 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 from torchvision.ops import FeaturePyramidNetwork, roi_align
 
-STRIDES = (4, 8, 16, 32)  # P2-P5
+STRIDES = (4, 8, 16, 32)  # P2-P5 (a stem without max pooling halves them)
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 class ResNet(nn.Module):
     """torchvision's ResNet trunk (its ``BasicBlock`` / ``Bottleneck``, names ``conv1``, ``bn1``, ``layer1-4``, its
     init) with the stem width as a setting: width 64, bottleneck, (3, 4, 6, 3) is torchvision's ResNet-50 without fc
-    (same names and 23,508,032 parameters: test); smaller widths / basic blocks are the tiny setting."""
+    (same names and 23,508,032 parameters: test); smaller widths / basic blocks, and a stem without the max pooling
+    (``stem_pool=False``: strides 2-16 instead of 4-32, for small images) are the tiny setting."""
 
-    def __init__(self, block: str = "bottleneck", layers: tuple[int, ...] = (3, 4, 6, 3), width: int = 64) -> None:
+    def __init__(self, block: str = "bottleneck", layers: tuple[int, ...] = (3, 4, 6, 3), width: int = 64,
+                 stem_pool: bool = True) -> None:
         super().__init__()
         kind = BLOCKS[block]
         self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if stem_pool else nn.Identity()
+        self.strides = STRIDES if stem_pool else tuple(s // 2 for s in STRIDES)
         inplanes, self.out_channels = width, []
         for i, count in enumerate(layers):
             planes, stride = width * 2**i, 1 if i == 0 else 2
@@ -99,9 +102,9 @@ class InsLocFPN(nn.Module):
 
     def __init__(self, fpn_channels: int = 256, roi_size: int = 7, head_convs: int = 4, fc: int = 1024,
                  dim: int = 128, block: str = "bottleneck", layers: tuple[int, ...] = (3, 4, 6, 3),
-                 width: int = 64) -> None:
+                 width: int = 64, stem_pool: bool = True) -> None:
         super().__init__()
-        self.backbone = ResNet(block, layers, width)
+        self.backbone = ResNet(block, layers, width, stem_pool)
         self.neck = FeaturePyramidNetwork(self.backbone.out_channels, fpn_channels, norm_layer=nn.BatchNorm2d)
         for module in self.neck.modules():
             if isinstance(module, nn.Conv2d):
@@ -119,7 +122,7 @@ class InsLocFPN(nn.Module):
             raise ValueError(f"give one box tensor per level ({len(features)}), got {len(boxes_per_level)}")
         index = torch.arange(len(images), device=images.device, dtype=images.dtype)[:, None]
         out = []
-        for feature, boxes, stride in zip(features, boxes_per_level, STRIDES):
+        for feature, boxes, stride in zip(features, boxes_per_level, self.backbone.strides):
             rois = roi_align(feature, torch.cat([index, boxes.to(images.dtype)], dim=1), self.roi_size,
                              spatial_scale=1 / stride, sampling_ratio=0, aligned=True)
             out.append(self.head(rois))

@@ -68,10 +68,12 @@ def learning_rate(cfg: InsLocConfig, epoch: int) -> float:
 def build_model(cfg: InsLocConfig) -> nn.Module:
     m = cfg.model
     if cfg.method == "moco":
-        return MoCoV2(moco_encoder(m.dim), m.dim, m.queue_size, m.temperature, m.momentum)
+        encoder = moco_encoder(m.dim, m.block, tuple(m.layers), m.width, m.stem_pool)
+        return MoCoV2(encoder, m.dim, m.queue_size, m.temperature, m.momentum)
     pretext = PretextConfig(m.queue_size, m.temperature, m.momentum, tuple(m.box_aug_levels), m.anchor_stride,
                             tuple(m.anchor_scales), tuple(m.anchor_ratios), m.shuffle_chunks)
-    encoder = InsLocFPN(m.fpn_channels, m.roi_size, m.head_convs, m.fc, m.dim, m.block, tuple(m.layers), m.width)
+    encoder = InsLocFPN(m.fpn_channels, m.roi_size, m.head_convs, m.fc, m.dim, m.block, tuple(m.layers), m.width,
+                        m.stem_pool)
     return InsLoc(encoder, pretext, m.dim)
 
 

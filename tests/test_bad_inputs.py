@@ -231,6 +231,12 @@ CASES = [
     ("insloc.export", ["--ckpt", "{text_pt}", "--to", "torchvision", "--out", "{out}/x.pth"], "not a PyTorch file"),
     ("insloc.export", ["--ckpt", "{es_snapshot}", "--to", "detectron2", "--out", "{out}/x.pkl"],
      "not an insloc.train snapshot"),
+    ("insloc.reproduce", ["--preset", "nope"], "unknown PRESET"),
+    ("insloc.reproduce", ["--preset", "fpn_200ep"], "needs DATA"),
+    ("insloc.reproduce", ["--preset", "fpn_200ep", "--data", "{emptydir}/none", "--outdir", "{out}"],
+     "does not exist"),
+    ("insloc.reproduce", ["--report-only", "--outdir", "{out}"], "no results.json"),
+    ("insloc.bench", ["--what", "data", "--path", "{emptydir}"], "no image files found"),
 ]
 
 

@@ -31,3 +31,25 @@ def test_two_views_of_one_image():
     torch.manual_seed(0)
     a, b = MoCoViews(size=32)(image, np.random.default_rng(1))
     assert a.shape == b.shape == (3, 32, 32) and not torch.equal(a, b)
+
+
+def test_pooled_resnet_is_torchvisions_resnet50_at_the_defaults():
+    from torchvision.models import resnet50
+
+    from insloc.moco import PooledResNet
+
+    reference, ours = resnet50(num_classes=16), PooledResNet(16)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(reference.eval()(x), ours.eval()(x))
+
+
+def test_tiny_moco_uses_the_tiny_trunk():
+    from common.config import load_config
+    from insloc.config import InsLocConfig, config_path
+    from insloc.training import build_model
+
+    cfg = load_config(InsLocConfig, config_path("tiny"), ["method=moco"])
+    encoder = build_model(cfg).encoder_q
+    assert encoder.layer4[0].conv1.in_channels == 64 and encoder.fc[2].out_features == cfg.model.dim

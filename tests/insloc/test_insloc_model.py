@@ -40,6 +40,21 @@ def test_every_level_pools_its_own_box_with_aligned_roi_align_and_one_shared_hea
         assert torch.equal(pooled[level], expected)
 
 
+def test_a_stem_without_max_pooling_halves_the_strides_and_roi_align_follows():
+    torch.manual_seed(0)
+    model = InsLocFPN(fpn_channels=16, roi_size=4, head_convs=2, fc=32, dim=8, block="basic", layers=(1, 1, 1, 1),
+                      width=8, stem_pool=False).eval()
+    images, box = torch.randn(1, 3, 64, 64), torch.tensor([[8.0, 12.0, 40.0, 56.0]])
+    pooled = []
+    model.head.register_forward_pre_hook(lambda _, args: pooled.append(args[0]))
+    with torch.no_grad():
+        model(images, [box] * 4)
+        features = model.features(images)
+    assert model.backbone.strides == (2, 4, 8, 16) and [f.shape[-1] for f in features] == [32, 16, 8, 4]
+    for level, stride in enumerate(model.backbone.strides):
+        assert torch.equal(pooled[level], roi_align(features[level], [box], 4, 1 / stride, 0, aligned=True))
+
+
 def test_the_trunk_is_torchvisions_resnet50_and_smaller_settings_build():
     from torchvision.models import resnet50
 

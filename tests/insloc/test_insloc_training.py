@@ -105,9 +105,16 @@ def test_a_project_run_exports_to_every_format(images, tmp_path):
     assert all(torch.equal(again[k], v) for k, v in query.items())
     moco = train_insloc(_cfg(images, "method=moco", "train.epochs=1"), tmp_path / "moco")
     assert moco.step == 2
-    refused = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "moco"), "--to", "torchvision", "--out",
-                                        str(tmp_path / "m.pth")])
-    assert refused.exit_code != 0 and "MoCo v2 run" in refused.output
+    trunk = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "moco"), "--to", "torchvision", "--out",
+                                      str(tmp_path / "m.pth")])
+    assert trunk.exit_code == 0, trunk.output
+    exported = torch.load(tmp_path / "m.pth")  # the trunk only, in the detector's names
+    assert torch.equal(exported["backbone.body.layer4.2.conv3.weight"],
+                       moco.model.encoder_q.state_dict()["layer4.2.conv3.weight"])
+    assert not any(k.startswith(("backbone.fpn", "roi_heads")) or ".fc." in k for k in exported)
+    refused = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "moco"), "--to", "mmdet", "--out",
+                                        str(tmp_path / "m2.pth")])
+    assert refused.exit_code != 0 and "MoCo v2 run" in refused.output and not (tmp_path / "m2.pth").exists()
 
 
 @pytest.mark.parametrize("method", ["insloc", "moco"])

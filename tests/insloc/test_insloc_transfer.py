@@ -91,3 +91,44 @@ def test_no_weight_decay_on_batchnorm_as_detectron2():
     bn = model.roi_heads.box_head[7]
     assert any(p is bn.weight for p in norms["params"]) and not any(p is bn.weight for p in decayed["params"])
     assert any(p is model.roi_heads.box_head[5].weight for p in decayed["params"])
+
+
+@pytest.mark.parametrize("masks", [False, True])
+def test_detector_is_torchvisions_r50_fpn_v2_at_the_defaults(masks):
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn_v2, maskrcnn_resnet50_fpn_v2
+
+    torch.manual_seed(0)
+    reference = (maskrcnn_resnet50_fpn_v2 if masks else fasterrcnn_resnet50_fpn_v2)(
+        weights=None, weights_backbone=None, num_classes=3, min_size=64, max_size=64)
+    reference.roi_heads.box_head.append(torch.nn.BatchNorm1d(1024))
+    ours = build_detector(2, masks=masks, min_size=64, max_size=64)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in
+                                                                  reference.state_dict().items()}
+    ours.load_state_dict(reference.state_dict())
+    images = [torch.rand(3, 64, 64)]
+    with torch.no_grad():
+        expected, got = reference.eval()(images)[0], ours.eval()(images)[0]
+    assert len(got["boxes"]) > 0 and all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_a_tiny_encoder_transfers_through_the_export_path(tmp_path):
+    """tiny sizes: snapshot -> read_encoder -> torchvision names -> a detector of the same sizes (2 head convs)."""
+    from common.config import load_config
+    from insloc.config import InsLocConfig, config_path
+    from insloc.export import read_encoder
+    from insloc.reproduce import detector_size
+    from insloc.training import train_insloc
+
+    torch.set_num_threads(1)
+    cfg = load_config(InsLocConfig, config_path("tiny"), ["data.synthetic_count=64", "model.queue_size=64",
+                                                          "train.epochs=1"])
+    run = train_insloc(cfg, tmp_path / "run", max_iterations=1)
+    encoder, _ = read_encoder(tmp_path / "run", [])
+    model = build_detector(6, masks=False, min_size=96, max_size=96, size=detector_size(cfg))
+    missing = load_pretrained(model, torchvision_state_dict(encoder))
+    assert all(k.startswith(("rpn.", "roi_heads.box_predictor.", "roi_heads.box_head.5.")) for k in missing), missing
+    query = run.model.encoder_q
+    assert torch.equal(model.roi_heads.box_head[1][0].weight, query.head.convs[3].weight)
+    assert torch.equal(model.roi_heads.box_head[3].weight, query.head.fcs[0].weight)
+    assert model.roi_heads.fg_bg_sampler.batch_size_per_image == 64
+    assert isinstance(model.backbone.body.maxpool, torch.nn.Identity)  # the tiny stem: strides 2-16

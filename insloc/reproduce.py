@@ -1,0 +1,388 @@
+"""``make reproduce PAPER=insloc``: InsLoc against MoCo v2 and random initialisation on procedural objects, on CPU.
+
+Tiny (spec insloc.md §8): ``configs/tiny.yaml`` pretrains the InsLoc encoder at a small setting on 500 procedural
+object images (the ImageNet stand-in), then the pretrained weights go through the user path (snapshot ->
+:func:`insloc.export.read_encoder` -> torchvision names -> :func:`insloc.detection.load_pretrained`) into a Faster
+R-CNN of the same sizes fine-tuned on procedural COCO-format scenes (the COCO stand-in, written to ``<out>/scenes``).
+
+The regime (labelled scenes, pretraining budget) is chosen by the **baselines alone** (``--sweep``, seed 100, rule
+:data:`SELECTION_RULE`) before any InsLoc-with-box-augmentation run. Arms, seeds 0, 1, 2 (pretraining and fine-tuning
+seed), one thread each in parallel: InsLoc; the control InsLoc **without box augmentation** (the mechanism the
+paper adds on top of copy-paste composition); MoCo v2 (image level, global pooling: the baseline of every paper row);
+random initialisation (transfer only). Measured: the pretext loss per level, the box-robustness probe
+(:func:`insloc.eval.box_robustness`), and the transfer box AP / AP50 / AP75 (reported, not gated).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+
+from common import checkpoint
+from common.config import load_config, set_overrides
+from common.logging import read_scalars
+from common.report import Report, mean_sd, per_seed
+from common.stylegan2.rows import finished_record, reproduce_options
+from common.threads import configure_threads
+from insloc.config import InsLocConfig, config_names, config_path
+from insloc.detection import CocoDetection, DetectorSize, build_detector, load_pretrained
+from insloc.eval import box_robustness
+from insloc.export import read_encoder, torchvision_state_dict
+from insloc.synthetic import FAMILIES, detection_scenes, object_images, write_scenes
+from insloc.training import build_dataset, train_insloc
+from insloc.transfer import evaluate, fine_tune
+
+SWEEP_SEED = 100
+LABELLED = (32, 64, 128, 256)  # labelled training scenes, fewest first
+TEST_SCENES = 300
+SCENE_SIZE = 96
+PRETRAIN_EPOCHS = (60, 80)  # the budgets the sweep compares (15 iterations per epoch: 900 / 1,200 iterations)
+MIN_RANDOM_AP = 0.10
+SELECTION_RULE = (
+    "On sweep seed 100 with the baselines only (random init and MoCo v2 transfer; InsLoc without box augmentation "
+    "for the pretext budget), (1) labelled scenes: the fewest of 32 / 64 / 128 / 256 where the random-init detector "
+    "learns the task (box AP >= 0.10 after the fine-tuning budget), since initialisation matters most with little "
+    "labelled data (spec §8.3); (2) pretraining budget: the smaller of 60 / 80 epochs at which the no-box-"
+    "augmentation baseline's pretext loss has fallen by >= 1.5 nats below ln(K + 1) on every level AND its "
+    "retrieval with jittered boxes (IoU 0.5-0.6) is >= 0.05 below its retrieval with true boxes on P5 (the box "
+    "sensitivity box augmentation is meant to remove must exist in the baseline); else the larger."
+)
+GATES = (
+    "Gates, written before any InsLoc-with-box-augmentation run (spec §8.3): (1) pretext: InsLoc's loss falls by "
+    ">= 1.5 nats below ln(K + 1) on every level (mean over seeds; K = queue size); (2) box-augmentation robustness: "
+    "on P5, the level box augmentation is applied to, InsLoc's top-1 retrieval with jittered query boxes is higher "
+    "than the no-box-augmentation control's (mean, and on at least 2 of 3 seeds). Transfer AP is reported with its "
+    "spread, not gated: InsLoc is said to beat MoCo v2 only if the mean gap exceeds the larger of the two standard "
+    "deviations."
+)
+REPORT = {"labelled": 256, "epochs": 80}  # the sweep's choice (README)
+ARMS: dict[str, dict[str, Any] | None] = {  # costliest first: the pool starts them first; None: no pretraining
+    "InsLoc": {},
+    "InsLoc, no box aug": {"model": {"box_aug_levels": [False, False, False, False]}},
+    "MoCo v2": {"method": "moco"},
+    "random init": None,
+}
+FINE_TUNE = {"iterations": 600, "steps": (400, 533), "warmup": 50, "batch": 8, "lr": 0.04}
+SMOKE = {"epochs": 1, "iterations": 4, "labelled": 16, "test": 8, "probe": 32}
+TINY_DETECTOR = {"anchor_sizes": (8, 16, 32, 64, 128), "rois_per_image": 64, "proposals": 300}
+
+
+def arm_config(overrides: dict[str, Any], seed: int, epochs: int, smoke: bool) -> InsLocConfig:
+    sets = set_overrides(overrides) + [f"seed={seed}", f"train.epochs={epochs}", "train.log_every=25",
+                                       f"train.snapshot_every={10**9}"]
+    if smoke:
+        sets += ["data.synthetic_count=64", "model.queue_size=64", "optim.warmup_epochs=0"]
+    return load_config(InsLocConfig, config_path("tiny"), sets)
+
+
+def pretrain(arm: str, overrides: dict[str, Any], seed: int, epochs: int, run_dir: str, smoke: bool
+             ) -> dict[str, Any]:
+    """Pretrain one arm with one thread; its final per-level losses and, for InsLoc arms, the box probe."""
+    configure_threads(1)
+    cfg = arm_config(overrides, seed, epochs, smoke)
+    start = time.perf_counter()
+    result = train_insloc(cfg, run_dir)
+    out: dict[str, Any] = {"arm": arm, "seed": seed, "seconds": time.perf_counter() - start, "run_dir": run_dir,
+                           "queue": cfg.model.queue_size, "final": pretext_losses(run_dir)}
+    if cfg.method == "insloc":
+        probe_cfg = arm_config(overrides, 10_000 + seed, epochs, smoke)  # composites the run never drew
+        out["probe"] = box_robustness(result.model.encoder_q, build_dataset(probe_cfg),
+                                      SMOKE["probe"] if smoke else 256, cfg, seed)
+    return out
+
+
+def pretext_losses(run_dir: str, last: int = 5) -> dict[str, float]:
+    """Mean of the last ``last`` logged values of each loss / accuracy."""
+    records = read_scalars(Path(run_dir) / "stats.jsonl")
+    keys = sorted(k for k in records[-1] if k.startswith(("loss", "acc")))
+    return {k: statistics.mean(r[k] for r in records[-last:] if k in r) for k in keys}
+
+
+def write_scene_splits(out: Path, labelled: int, smoke: bool) -> None:
+    """Train (``labelled`` scenes, seed 1) and test (:data:`TEST_SCENES`, seed 2) splits in COCO format."""
+    folder = out / "scenes"
+    for name, count, seed in (("train", SMOKE["labelled"] if smoke else labelled, 1),
+                              ("test", SMOKE["test"] if smoke else TEST_SCENES, 2)):
+        if not (folder / f"{name}-{count}" / "instances.json").is_file():
+            write_scenes(folder / f"{name}-{count}", *detection_scenes(count, SCENE_SIZE, seed))
+
+
+def detector_size(cfg: InsLocConfig) -> DetectorSize:
+    m = cfg.model
+    return DetectorSize(m.block, tuple(m.layers), m.width, m.stem_pool, m.fpn_channels, m.head_convs, m.fc,
+                        m.roi_size, **TINY_DETECTOR)
+
+
+def transfer(arm: str, run_dir: str | None, seed: int, scenes: str, labelled: int, smoke: bool) -> dict[str, Any]:
+    """Fine-tune the tiny Faster R-CNN from an arm's exported weights (random init: none) and test it."""
+    configure_threads(1)
+    torch.manual_seed(seed)
+    cfg = arm_config({}, seed, 1, smoke)
+    train_split = f"train-{SMOKE['labelled'] if smoke else labelled}"
+    test_split = f"test-{SMOKE['test'] if smoke else TEST_SCENES}"
+    train = CocoDetection(Path(scenes) / train_split / "images", Path(scenes) / train_split / "instances.json", True,
+                          masks=False)
+    test = CocoDetection(Path(scenes) / test_split / "images", Path(scenes) / test_split / "instances.json", False,
+                         masks=False)
+    model = build_detector(len(FAMILIES), masks=False, min_size=SCENE_SIZE, max_size=SCENE_SIZE,
+                           size=detector_size(cfg))
+    untouched = None
+    if run_dir is not None:  # the user path: snapshot -> export -> torchvision names -> the detector
+        encoder, _ = read_encoder(checkpoint.resolve_resume(run_dir), [])
+        untouched = len(load_pretrained(model, torchvision_state_dict(encoder)))
+    f = FINE_TUNE
+    iterations = SMOKE["iterations"] if smoke else f["iterations"]
+    start = time.perf_counter()
+    losses = fine_tune(model, train, torch.device("cpu"), iterations, f["steps"], f["batch"], f["lr"], workers=0,
+                       warmup=f["warmup"], seed=seed)
+    metrics = evaluate(model, test, torch.device("cpu"), batch=8)
+    return {"arm": arm, "seed": seed, "seconds": time.perf_counter() - start, "metrics": metrics,
+            "final_loss": statistics.mean(losses[-20:]), "untouched_parameters": untouched}
+
+
+def _slug(name: str) -> str:
+    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+
+
+def run_pipeline(out: Path, jobs: list[tuple[str, dict[str, Any] | None, int, int, list[int]]], workers: int,
+                 smoke: bool) -> tuple[list[dict], list[dict]]:
+    """Every pretraining job (arm, overrides (None: no pretraining), seed, epochs, labelled counts) and, as each
+    finishes, its transfers (one per labelled count)."""
+    os.environ.setdefault("GENFORCE_NO_PROGRESS", "1")
+    scenes = str(out / "scenes")
+    for count in sorted({n for job in jobs for n in job[4]}):
+        write_scene_splits(out, count, smoke)
+    pretrained, transferred = [], []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: dict[Future, tuple[str, list[int]]] = {}
+        for arm, overrides, seed, epochs, labelled in jobs:
+            if overrides is None:
+                for count in labelled:
+                    pending[pool.submit(transfer, arm, None, seed, scenes, count, smoke)] = ("transfer", [count])
+            else:
+                run_dir = str(out / "runs" / f"{_slug(arm)}-{epochs}ep-s{seed}")
+                job = pool.submit(pretrain, arm, overrides, seed, SMOKE["epochs"] if smoke else epochs, run_dir,
+                                  smoke)
+                pending[job] = ("pretrain", labelled)
+        while pending:
+            done = next(as_completed(pending))
+            kind, labelled = pending.pop(done)
+            r = done.result()
+            if kind == "pretrain":
+                pretrained.append(r)
+                click.echo(f"pretrained {r['arm']} seed {r['seed']} ({r['seconds']:.0f} s)")
+                for count in labelled:
+                    job = pool.submit(transfer, r["arm"], r["run_dir"], r["seed"], scenes, count, smoke)
+                    pending[job] = ("transfer", [count])
+            else:
+                r["labelled"] = labelled[0]
+                transferred.append(r)
+                click.echo(f"transferred {r['arm']} seed {r['seed']} ({r['labelled']} scenes): box AP "
+                           f"{r['metrics']['AP']:.3f} ({r['seconds']:.0f} s)")
+    return pretrained, transferred
+
+
+def run_sweep(out: Path, workers: int, smoke: bool) -> Path:
+    """The baselines (seed 100): random-init transfer at every labelled count; the no-box-augmentation InsLoc at
+    every budget (pretext loss, probe); MoCo v2 and no-box InsLoc transfers at the larger budget (for reading)."""
+    small, large = PRETRAIN_EPOCHS
+    labelled = list(LABELLED)
+    jobs = [("InsLoc, no box aug", ARMS["InsLoc, no box aug"], SWEEP_SEED, large, labelled),
+            ("MoCo v2", ARMS["MoCo v2"], SWEEP_SEED, large, labelled),
+            ("InsLoc, no box aug", ARMS["InsLoc, no box aug"], SWEEP_SEED, small, []),
+            ("random init", None, SWEEP_SEED, 0, labelled)]
+    pretrained, transferred = run_pipeline(out, jobs, workers, smoke)
+    for r in pretrained:
+        r["epochs"] = small if f"-{small}ep-" in r["run_dir"] else large
+
+    def ap(arm: str, n: int) -> float:
+        return next(t["metrics"]["AP"] for t in transferred if t["arm"] == arm and t["labelled"] == n)
+
+    chosen_labelled = next((n for n in LABELLED if ap("random init", n) >= MIN_RANDOM_AP), LABELLED[-1])
+    rows = [[n] + [f"{ap(arm, n):.3f}" for arm in ("random init", "MoCo v2", "InsLoc, no box aug")]
+            + ["yes" if ap("random init", n) >= MIN_RANDOM_AP else "no"] for n in LABELLED]
+    budget_rows, chosen_epochs = [], None
+    for epochs in PRETRAIN_EPOCHS:
+        base = next(p for p in pretrained if p["arm"] == "InsLoc, no box aug" and p["epochs"] == epochs)
+        drops = [math.log(base["queue"] + 1) - v for k, v in base["final"].items() if k.startswith("loss")]
+        gap = base["probe"]["true_boxes"][-1] - base["probe"]["jittered"][-1]
+        ok = min(drops) >= 1.5 and gap >= 0.05
+        chosen_epochs = chosen_epochs or (epochs if ok else None)
+        budget_rows.append([epochs, f"{min(drops):.2f}", f"{base['probe']['true_boxes'][-1]:.3f}",
+                            f"{base['probe']['jittered'][-1]:.3f}", f"{gap:.3f}", "yes" if ok else "no"])
+    chosen_epochs = chosen_epochs or PRETRAIN_EPOCHS[-1]
+    report = Report(out, "InsLoc tiny: regime sweep (seed 100, baselines only)")
+    report.text(SELECTION_RULE + (" **Smoke run: numbers mean nothing.**" if smoke else ""))
+    report.table(["labelled scenes", "random init AP", f"MoCo v2 ({large} ep) AP",
+                  f"InsLoc, no box aug ({large} ep) AP", "random init learns"], rows)
+    report.table(["epochs", "no-box-aug: smallest loss drop (nats)", "P5 retrieval, true boxes", "P5, jittered",
+                  "gap", "qualifies"], budget_rows)
+    report.text(f"**Chosen: {chosen_labelled} labelled scenes, {chosen_epochs} pretraining epochs.**")
+    (out / "sweep.json").write_text(json.dumps({"pretrained": pretrained, "transferred": transferred,
+                                                "chosen": {"labelled": chosen_labelled, "epochs": chosen_epochs}}))
+    return report.write()
+
+
+def run_tiny(out: Path, seeds: list[int], workers: int, smoke: bool) -> Path:
+    """The report arms on the chosen regime: every arm x seed."""
+    epochs = REPORT["epochs"]
+    jobs = [(arm, overrides, seed, epochs, [REPORT["labelled"]]) for arm, overrides in ARMS.items() for seed in seeds]
+    pretrained, transferred = run_pipeline(out, jobs, workers, smoke)
+    order = list(ARMS)
+    record = {"regime": REPORT, "seeds": seeds, "smoke": smoke, "fine_tune": FINE_TUNE,
+              "pretrained": sorted(pretrained, key=lambda r: (order.index(r["arm"]), r["seed"])),
+              "transferred": sorted(transferred, key=lambda r: (order.index(r["arm"]), r["seed"]))}
+    (out / "results.json").write_text(json.dumps(record, indent=1))
+    return write_report(out, record)
+
+
+def _cell(values: list[float], fmt: str = "{:.3f}") -> str:
+    return f"{mean_sd(values, fmt)} ({per_seed(values, fmt)})" if values else "-"
+
+
+def _by_arm(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+    for r in runs:
+        out[r["arm"]].append(r)
+    return out
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def gate_rows(pretrained: dict[str, list[dict[str, Any]]]) -> list[list[str]]:
+    """The two gates of :data:`GATES`: (gate, measured, holds)."""
+    drops = [min(math.log(r["queue"] + 1) - v for k, v in r["final"].items() if k.startswith("loss"))
+             for r in pretrained["InsLoc"]]
+    box = {r["seed"]: r["probe"]["jittered"][-1] for r in pretrained["InsLoc"]}
+    plain = {r["seed"]: r["probe"]["jittered"][-1] for r in pretrained["InsLoc, no box aug"]}
+    gains = [box[s] - plain[s] for s in sorted(set(box) & set(plain))]
+    wins = sum(g > 0 for g in gains)
+    mean_drop = statistics.mean(drops) if drops else float("nan")
+    mean_gain = statistics.mean(gains) if gains else float("nan")
+    return [
+        ["1. InsLoc pretext loss drop, smallest level (>= 1.5 nats)", _cell(drops, "{:.2f}"), _yes(mean_drop >= 1.5)],
+        ["2. P5 jittered-box retrieval: InsLoc - no box aug (mean > 0, >= 2 of 3 seeds)",
+         f"{mean_gain:+.3f} ({per_seed(gains, '{:+.3f}')}; {wins}/{len(gains)} seeds)",
+         _yes(mean_gain > 0 and wins >= min(2, len(gains)))],
+    ]
+
+
+def _curve(run_dir: str, key: str) -> tuple[list[float], list[float]]:
+    records = [r for r in read_scalars(Path(run_dir) / "stats.jsonl") if key in r]
+    return [r["step"] for r in records], [r[key] for r in records]
+
+
+def data_grids(report: Report, seed: int = 0) -> None:
+    """Pretraining images and one composite pair with its boxes; labelled scenes with their boxes."""
+    images, _ = object_images(8, 64, seed)
+    report.image_grid("objects.png", images.transpose(0, 3, 1, 2), "Pretraining images (the ImageNet stand-in).",
+                      columns=8, scale=3, spacing=2)
+    scenes, objects = detection_scenes(8, SCENE_SIZE, 1)
+    boxed = scenes.copy()
+    for image, scene in zip(boxed, objects):
+        for obj in scene:
+            x1, y1, x2, y2 = (int(v) for v in obj["box"])
+            image[y1, x1:x2], image[y2 - 1, x1:x2], image[y1:y2, x1], image[y1:y2, x2 - 1] = 255, 255, 255, 255
+    report.image_grid("scenes.png", boxed.transpose(0, 3, 1, 2), "Labelled detection scenes (the COCO stand-in) "
+                      "with their boxes; classes: " + ", ".join(FAMILIES) + ".", columns=8, scale=2, spacing=2)
+
+
+def write_report(out: Path, record: dict[str, Any]) -> Path:
+    pre, tra = _by_arm(record["pretrained"]), _by_arm(record["transferred"])
+    report = Report(out, "InsLoc tiny: instance localization pretraining on procedural objects (CPU)")
+    report.text(f"Regime: **{record['regime']['labelled']} labelled scenes, {record['regime']['epochs']} pretraining "
+                f"epochs** (chosen by the baselines alone, `--sweep`); seeds {', '.join(map(str, record['seeds']))} "
+                f"(pretraining and fine-tuning); Faster R-CNN fine-tuned {record['fine_tune']['iterations']} "
+                f"iterations, tested on {TEST_SCENES} scenes (COCO box AP through pycocotools)."
+                + (" **Smoke run: numbers mean nothing.**" if record["smoke"] else ""))
+    rows = []
+    for arm in ARMS:
+        rows.append([arm] + [_cell([r["metrics"][k] for r in tra[arm]]) for k in ("AP", "AP50", "AP75")]
+                    + [f"{statistics.median(r['seconds'] for r in pre[arm]):.0f}" if pre[arm] else "-"])
+    report.table(["init", "box AP: mean ± sd (per seed)", "AP50", "AP75", "pretrain s (median)"], rows)
+    report.heading("Mechanism")
+    report.text(GATES)
+    report.table(["gate", "measured", "holds"], gate_rows(pre))
+    probe_rows = []
+    for arm in ("InsLoc", "InsLoc, no box aug"):
+        for level in range(4):
+            probe_rows.append([arm, f"P{level + 2}", _cell([r["probe"]["true_boxes"][level] for r in pre[arm]]),
+                               _cell([r["probe"]["jittered"][level] for r in pre[arm]])])
+    report.table(["encoder", "level", "retrieval, true boxes", "retrieval, jittered query box (IoU 0.5-0.6)"],
+                 probe_rows)
+    report.text("Probe: 256 composites the runs never drew; top-1 retrieval of each query's key among the 256 keys "
+                "(chance 0.004), the query pooled with its true box or with an anchor of IoU 0.5-0.6 with it.")
+    losses = {f"{arm} P{level} s{r['seed']}": _curve(r["run_dir"], f"loss_p{level}")
+              for arm in ("InsLoc", "InsLoc, no box aug") for r in pre[arm] for level in (2, 5)}
+    losses.update({f"MoCo v2 s{r['seed']}": _curve(r["run_dir"], "loss") for r in pre["MoCo v2"]})
+    report.curves("pretext_loss.png", losses, "Pretext InfoNCE per level (per seed)", "iteration", "loss (nats)")
+    data_grids(report)
+    return report.write()
+
+
+@click.command()
+@reproduce_options("insloc", workers=2)
+@click.option("--sweep", is_flag=True, help="Tiny: the baseline-only regime sweep (seed 100).")
+def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smoke: bool, report_only: bool,
+         outdir: str | None, sweep: bool) -> None:
+    """Reproduce InsLoc on procedural objects (tiny) or pretrain a paper row on ImageNet."""
+    if preset not in config_names():
+        raise click.UsageError(f"unknown PRESET={preset!r}; choose one of {', '.join(config_names())}")
+    if preset != "tiny":
+        paper_row(preset, data, gpus, Path(outdir or Path("results") / "insloc" / preset))
+        return
+    if sweep:
+        click.echo(f"wrote {run_sweep(Path(outdir or 'results/insloc/sweep'), workers, smoke)}")
+        return
+    out = Path(outdir or Path("results") / "insloc" / "tiny")
+    if report_only:
+        click.echo(f"wrote {write_report(out, finished_record(out))}")
+        return
+    click.echo(f"wrote {run_tiny(out, seeds, workers, smoke)}")
+
+
+def paper_row(preset: str, data: str, gpus: int, out: Path) -> None:
+    """Pretrain a paper row on ImageNet, then export it for detectron2 and torchvision. DATA: the official layout
+    (``DATA/meta/train.txt`` listing ``DATA/train/...``), or an image folder / zip / list file."""
+    import subprocess
+
+    from common import dist
+
+    if not data:
+        raise click.UsageError(f"PRESET={preset} needs DATA=<ImageNet train folder, or the official train.txt list>")
+    if not Path(data).exists():
+        raise click.UsageError(f"DATA={data} does not exist; give the ImageNet train folder or train.txt")
+    listed = Path(data) / "meta" / "train.txt"
+    sets = [f"data.path={listed}", f"data.root={Path(data) / 'train'}"] if listed.is_file() else [f"data.path={data}"]
+    args = ["--cfg", preset, "--outdir", str(out / "runs")] + [a for s in sets for a in ("--set", s)]
+    cmd = dist.torchrun_command("insloc.train", args, gpus) if gpus > 1 else [sys.executable, "-m", "insloc.train",
+                                                                              *args]
+    click.echo(" ".join(cmd))
+    if subprocess.call(cmd) != 0:
+        sys.exit(1)
+    run_dir = max((out / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    for fmt, name in (("detectron2", "insloc.pkl"), ("torchvision", "insloc_tv.pth")):
+        target = out / name
+        if not target.exists():
+            export = [sys.executable, "-m", "insloc.export", "--ckpt", str(run_dir), "--to", fmt, "--out", str(target)]
+            if subprocess.call(export) != 0:
+                sys.exit(1)
+    click.echo(f"pretrained weights in {out}: fine-tune with python -m insloc.transfer --weights "
+               f"{out / 'insloc_tv.pth'} ... (README)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""``insloc.reproduce``: the sweep rule, the tiny report end to end (smoke), ``--report-only``, the gate formulas."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from click.testing import CliRunner
+
+from insloc import reproduce
+
+
+def test_sweep_smoke_applies_the_rule(tmp_path):
+    path = reproduce.run_sweep(tmp_path, workers=1, smoke=True)
+    text = path.read_text()
+    assert "**Chosen:" in text and reproduce.SELECTION_RULE in text
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert record["chosen"]["labelled"] in reproduce.LABELLED
+    assert record["chosen"]["epochs"] in reproduce.PRETRAIN_EPOCHS
+    assert {t["arm"] for t in record["transferred"]} == {"InsLoc, no box aug", "MoCo v2", "random init"}
+    assert sorted(p["epochs"] for p in record["pretrained"] if p["arm"] == "InsLoc, no box aug") == sorted(
+        reproduce.PRETRAIN_EPOCHS)
+    assert not any(p["arm"] == "InsLoc" for p in record["pretrained"])  # baselines only
+
+
+def test_tiny_report_smoke_and_report_only(tmp_path):
+    path = reproduce.run_tiny(tmp_path, [0], workers=1, smoke=True)
+    text = path.read_text()
+    assert "Smoke run" in text and reproduce.GATES in text and "| InsLoc |" in text and "| random init |" in text
+    for png in ("pretext_loss.png", "objects.png", "scenes.png"):
+        assert (tmp_path / png).is_file()
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert [r["arm"] for r in record["transferred"]] == list(reproduce.ARMS)
+    pretrained = {r["arm"]: r for r in record["pretrained"]}
+    assert pretrained["InsLoc"]["probe"]["jittered"] and "probe" not in pretrained["MoCo v2"]
+    assert record["transferred"][-1]["untouched_parameters"] is None  # random init loads nothing
+    (tmp_path / "report.md").unlink()
+    result = CliRunner().invoke(reproduce.main, ["--report-only", "--outdir", str(tmp_path)])
+    assert result.exit_code == 0 and (tmp_path / "report.md").read_text() == text, result.output
+
+
+def test_gates_follow_the_written_rule():
+    k = 1024
+
+    def run(arm, seed, loss, jittered):
+        return {"arm": arm, "seed": seed, "queue": k, "final": {"loss_p2": loss, "loss_p5": loss - 0.5},
+                "probe": {"jittered": [0, 0, 0, jittered], "true_boxes": [0, 0, 0, 1]}}
+
+    ln = math.log(k + 1)
+    runs = {"InsLoc": [run("InsLoc", s, ln - 1.6, j) for s, j in enumerate((0.5, 0.4, 0.2))],
+            "InsLoc, no box aug": [run("InsLoc, no box aug", s, ln - 3, 0.3) for s in range(3)]}
+    (drop, drop_ok), (gain, gain_ok) = [row[1:] for row in reproduce.gate_rows(runs)]
+    assert drop.startswith("1.60") and drop_ok == "yes"
+    assert gain.startswith("+0.067") and "2/3 seeds" in gain and gain_ok == "yes"
+    runs["InsLoc"][1]["probe"]["jittered"][3] = 0.25  # one win of three: the gate fails though the mean is > 0
+    assert reproduce.gate_rows(runs)[1][2] == "**no**"
