@@ -9,25 +9,29 @@ Schedule (detectron2 Base-RCNN-FPN): 16 images per iteration, SGD 0.02 (linear i
 (none on BatchNorm, detectron2's ``WEIGHT_DECAY_NORM``),
 linear warm-up over 1,000 iterations from 0.001 x, x0.1 at 60k and 80k of 90k (1x) or 120k and 160k of 180k (2x);
 SyncBN under torchrun on GPUs. ``--weights``: ``python -m insloc.export --to torchvision`` output (none: from
-scratch). Writes ``<out>/metrics.json`` (box AP, AP50, AP75, APs, APm, APl).
+scratch). Writes ``<out>/metrics.json`` (box AP, AP50, AP75, APs, APm, APl) and snapshots in ``<out>`` every
+``--snapshot-every`` iterations (``--resume`` continues the newest; equal to an uninterrupted run).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import numpy as np
 import torch
 from torch import nn
 
-from common import dist
+from common import checkpoint, dist
 from common.checkpoint import read_weights
 from common.cli import user_errors
 from common.config import ConfigError
 from common.logging import progress
 from common.metrics.detection import coco_box_ap
 from common.threads import configure_threads
+from insloc.data import item_seeded_torch
 from insloc.detection import CocoDetection, build_detector, coco_detections, collate, load_pretrained
 
 SCHEDULES = {"1x": (90000, (60000, 80000)), "2x": (180000, (120000, 160000))}
@@ -68,29 +72,73 @@ def evaluate(model: nn.Module, data: CocoDetection, device: torch.device, batch:
     return coco_box_ap(data.coco.dataset, results)
 
 
+class Draws(torch.utils.data.Dataset):
+    """Training draw ``d`` -> an image (uniform over the split) and its flip, both from (seed, d) alone: a resumed
+    fine-tune sees the same images in the same order as an uninterrupted one, whatever the workers."""
+
+    def __init__(self, data: CocoDetection, seed: int) -> None:
+        self.data, self.seed = data, seed
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, draw: int) -> tuple[torch.Tensor, dict]:
+        rng = np.random.default_rng([self.seed, draw])
+        with item_seeded_torch(rng):  # CocoDetection's flip draws from torch's RNG
+            return self.data[int(rng.integers(len(self.data)))]
+
+
+class DrawSampler(torch.utils.data.Sampler):
+    """This process's draws of iterations ``start`` .. ``iterations`` - 1 (``batch`` draws per iteration in all)."""
+
+    def __init__(self, start: int, iterations: int, batch: int, rank: int, world: int) -> None:
+        self.start, self.iterations, self.batch = start, iterations, batch
+        self.per_rank = batch // world
+        self.offset = rank * self.per_rank
+
+    def __iter__(self) -> Iterator[int]:
+        for step in range(self.start, self.iterations):
+            yield from range(step * self.batch + self.offset, step * self.batch + self.offset + self.per_rank)
+
+    def __len__(self) -> int:
+        return (self.iterations - self.start) * self.per_rank
+
+
 def fine_tune(model: nn.Module, data: CocoDetection, device: torch.device, iterations: int, steps: tuple[int, ...],
-              batch: int, lr: float, workers: int = 4, warmup: int = 1000, seed: int = 0) -> list[float]:
-    """The detection loop; returns the loss per iteration."""
+              batch: int, lr: float, workers: int = 4, warmup: int = 1000, seed: int = 0,
+              run_dir: str | Path | None = None, snapshot_every: int = 5000, resume: bool = False) -> list[float]:
+    """The detection loop; returns the loss per iteration run here. With ``run_dir``: snapshots (model, optimiser,
+    step, RNG) every ``snapshot_every`` iterations and at the end; ``resume`` continues from the newest one, equal
+    to an uninterrupted run."""
     world = dist.get_world_size()
-    model = dist.wrap_ddp(nn.SyncBatchNorm.convert_sync_batchnorm(model) if world > 1 and device.type == "cuda"
-                          else model, device)
     opt = torch.optim.SGD(parameter_groups(model), lr=lr, momentum=0.9)
-    sampler = torch.utils.data.RandomSampler(data, replacement=True, num_samples=iterations * batch // world,
-                                             generator=torch.Generator().manual_seed(seed + dist.get_rank()))
-    loader = torch.utils.data.DataLoader(data, batch_size=batch // world, sampler=sampler, num_workers=workers,
-                                         collate_fn=collate, generator=torch.Generator().manual_seed(seed))
+    manager = checkpoint.CheckpointManager(run_dir) if run_dir is not None else None
+    start = 0
+    if resume and manager is not None and (path := manager.latest()) is not None:
+        start, _ = checkpoint.restore(checkpoint.load_checkpoint(path, map_location=device), {"model": model},
+                                      {"opt": opt}, source=str(path))
+        dist.print0(f"resumed from {path} at iteration {start}")
+    wrapped = dist.wrap_ddp(nn.SyncBatchNorm.convert_sync_batchnorm(model) if world > 1 and device.type == "cuda"
+                            else model, device)
+    sampler = DrawSampler(start, iterations, batch, dist.get_rank(), world)
+    loader = torch.utils.data.DataLoader(Draws(data, seed), batch_size=batch // world, sampler=sampler,
+                                         num_workers=workers, collate_fn=collate,
+                                         generator=torch.Generator().manual_seed(seed))
     losses = []
-    model.train()
-    for step, (images, targets) in enumerate(progress(loader, total=iterations, desc="transfer", unit="it")):
+    wrapped.train()
+    for step, (images, targets) in enumerate(progress(loader, total=iterations - start, desc="transfer", unit="it"),
+                                             start=start):
         for group in opt.param_groups:
             group["lr"] = learning_rate(lr, step, steps, warmup)
         images = [image.to(device) for image in images]
         targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
-        loss = sum(model(images, targets).values())
+        loss = sum(wrapped(images, targets).values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        if manager is not None and ((step + 1) % snapshot_every == 0 or step + 1 == iterations):
+            manager.save(checkpoint.capture(step + 1, {"model": model}, {"opt": opt}))
     return losses
 
 
@@ -106,12 +154,20 @@ def fine_tune(model: nn.Module, data: CocoDetection, device: torch.device, itera
 @click.option("--out", required=True, help="Output folder (metrics.json).")
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default=None, help="cpu, cuda [auto].")
+@click.option("--snapshot-every", default=5000, show_default=True, type=click.IntRange(min=1),
+              help="Iterations between snapshots in --out.")
+@click.option("--resume", is_flag=True, help="Continue from the newest snapshot in --out.")
 def main(weights: str | None, images: str, train_ann: str, val_images: str, val_ann: str, schedule: str, batch: int,
-         boxes_only: bool, out: str, workers: int, device: str | None) -> None:
+         boxes_only: bool, out: str, workers: int, device: str | None, snapshot_every: int, resume: bool) -> None:
     """Fine-tune torchvision's Mask R-CNN R50-FPN from pretrained weights and report COCO box AP."""
     configure_threads()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with user_errors():
+        saved = checkpoint.CheckpointManager(out).latest()
+        if saved is not None and not resume:
+            raise ConfigError(f"{out} holds the snapshot {saved.name}: add --resume to continue it, or a new --out")
+        if resume and saved is None:
+            raise ConfigError(f"--resume: {out} holds no snapshot to continue")
         train = CocoDetection(images, train_ann, train=True, masks=not boxes_only)
         val = CocoDetection(val_images, val_ann, train=False, masks=False)
         model = build_detector(len(train.category_ids), masks=not boxes_only).to(dev)
@@ -121,7 +177,8 @@ def main(weights: str | None, images: str, train_ann: str, val_images: str, val_
             except ValueError as err:
                 raise ConfigError(f"{weights}: {err}") from None
         iterations, steps = SCHEDULES[schedule]
-        fine_tune(model, train, dev, iterations, steps, batch, 0.02 * batch / 16, workers)
+        fine_tune(model, train, dev, iterations, steps, batch, 0.02 * batch / 16, workers, run_dir=out,
+                  snapshot_every=snapshot_every, resume=resume)
         metrics = evaluate(dist.unwrap(model), val, dev)
     if dist.is_main():
         Path(out).mkdir(parents=True, exist_ok=True)

@@ -132,3 +132,39 @@ def test_a_tiny_encoder_transfers_through_the_export_path(tmp_path):
     assert torch.equal(model.roi_heads.box_head[3].weight, query.head.fcs[0].weight)
     assert model.roi_heads.fg_bg_sampler.batch_size_per_image == 64
     assert isinstance(model.backbone.body.maxpool, torch.nn.Identity)  # the tiny stem: strides 2-16
+
+
+def test_a_resumed_fine_tune_equals_an_uninterrupted_one(coco, tmp_path):
+    from insloc.detection import DetectorSize
+
+    torch.set_num_threads(1)
+    size = DetectorSize("basic", (1, 1, 1, 1), 8, False, 16, 1, 32, 4, (8, 16, 32, 64, 128), 16, 50)
+    data = CocoDetection(coco, coco / "instances.json", train=True, masks=False)
+
+    def run(run_dir, resume=False):
+        torch.manual_seed(0)
+        model = build_detector(2, masks=False, min_size=64, max_size=64, size=size)
+        losses = fine_tune(model, data, torch.device("cpu"), iterations=4, steps=(3,), batch=2, lr=0.01, workers=0,
+                           warmup=1, seed=5, run_dir=run_dir, snapshot_every=2, resume=resume)
+        return model, losses
+
+    whole, losses = run(tmp_path / "a")
+    run(tmp_path / "b")
+    (tmp_path / "b" / "snapshot-000000004.pt").unlink()  # a crash after the snapshot at iteration 2
+    resumed, tail = run(tmp_path / "b", resume=True)
+    assert len(tail) == 2 and tail == losses[2:]
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_transfer_cli_refuses_to_overwrite_snapshots_without_resume(coco, tmp_path):
+    from click.testing import CliRunner
+
+    from insloc.transfer import main
+
+    (tmp_path / "snapshot-000000002.pt").write_bytes(b"")
+    args = ["--images", str(coco), "--train", str(coco / "instances.json"), "--val-images", str(coco), "--val",
+            str(coco / "instances.json"), "--out", str(tmp_path)]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code != 0 and "add --resume" in refused.output
+    empty = CliRunner().invoke(main, args[:-1] + [str(tmp_path / "new"), "--resume"])
+    assert empty.exit_code != 0 and "holds no snapshot" in empty.output and not (tmp_path / "new").exists()
