@@ -28,6 +28,7 @@ from common import checkpoint, dist
 from common.checkpoint import read_weights
 from common.cli import user_errors
 from common.config import ConfigError
+from common.dist import DeviceError
 from common.logging import progress
 from common.metrics.detection import coco_box_ap
 from common.threads import configure_threads
@@ -157,12 +158,20 @@ def fine_tune(model: nn.Module, data: CocoDetection, device: torch.device, itera
 @click.option("--snapshot-every", default=5000, show_default=True, type=click.IntRange(min=1),
               help="Iterations between snapshots in --out.")
 @click.option("--resume", is_flag=True, help="Continue from the newest snapshot in --out.")
+@click.option("--iterations", default=None, type=click.IntRange(min=1),
+              help="A shorter run: the schedule's steps scaled with it (2/3 and 8/9 of it for 1x) [the schedule's].")
 def main(weights: str | None, images: str, train_ann: str, val_images: str, val_ann: str, schedule: str, batch: int,
-         boxes_only: bool, out: str, workers: int, device: str | None, snapshot_every: int, resume: bool) -> None:
+         boxes_only: bool, out: str, workers: int, device: str | None, snapshot_every: int, resume: bool,
+         iterations: int | None) -> None:
     """Fine-tune torchvision's Mask R-CNN R50-FPN from pretrained weights and report COCO box AP."""
     configure_threads()
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        dev = dist.init_distributed(device).device
+    except DeviceError as err:
+        raise click.UsageError(str(err)) from None
     with user_errors():
+        if batch % dist.get_world_size():
+            raise ConfigError(f"--batch {batch} is not divisible by the {dist.get_world_size()} processes")
         saved = checkpoint.CheckpointManager(out).latest()
         if saved is not None and not resume:
             raise ConfigError(f"{out} holds the snapshot {saved.name}: add --resume to continue it, or a new --out")
@@ -176,14 +185,18 @@ def main(weights: str | None, images: str, train_ann: str, val_images: str, val_
                 load_pretrained(model, read_weights(weights))
             except ValueError as err:
                 raise ConfigError(f"{weights}: {err}") from None
-        iterations, steps = SCHEDULES[schedule]
-        fine_tune(model, train, dev, iterations, steps, batch, 0.02 * batch / 16, workers, run_dir=out,
+        total, steps = SCHEDULES[schedule]
+        if iterations is not None:
+            steps = tuple(s * iterations // total for s in steps)
+        fine_tune(model, train, dev, iterations or total, steps, batch, 0.02 * batch / 16, workers, run_dir=out,
                   snapshot_every=snapshot_every, resume=resume)
-        metrics = evaluate(dist.unwrap(model), val, dev)
-    if dist.is_main():
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        click.echo(json.dumps(metrics))
+        if dist.is_main():  # one process scores the whole split; the others wait
+            metrics = evaluate(model, val, dev)
+            Path(out).mkdir(parents=True, exist_ok=True)
+            (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=1))
+            click.echo(json.dumps(metrics))
+    dist.barrier()
+    dist.cleanup()
 
 
 if __name__ == "__main__":

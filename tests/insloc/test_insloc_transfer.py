@@ -168,3 +168,27 @@ def test_transfer_cli_refuses_to_overwrite_snapshots_without_resume(coco, tmp_pa
     assert refused.exit_code != 0 and "add --resume" in refused.output
     empty = CliRunner().invoke(main, args[:-1] + [str(tmp_path / "new"), "--resume"])
     assert empty.exit_code != 0 and "holds no snapshot" in empty.output and not (tmp_path / "new").exists()
+
+
+def test_transfer_under_torchrun_trains_on_both_ranks_and_scores_once(coco, tmp_path):
+    """torchrun --nproc_per_node=2 (gloo, CPU): the process group is made, one snapshot, one metrics line."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+              f"--master_port={port}", "-m", "insloc.transfer", "--images", str(coco), "--train",
+              str(coco / "instances.json"), "--val-images", str(coco), "--val", str(coco / "instances.json"),
+              "--out", str(tmp_path / "out"), "--boxes-only", "--iterations", "2", "--batch", "2", "--workers", "0",
+              "--device", "cpu"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1", "GENFORCE_NO_PROGRESS": "1"}
+    result = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count('"AP"') == 1 and (tmp_path / "out" / "metrics.json").is_file()
+    assert [p.name for p in (tmp_path / "out").glob("snapshot-*.pt")] == ["snapshot-000000002.pt"]
+    odd = subprocess.run(launch[:-6] + ["--batch", "3", "--workers", "0", "--device", "cpu"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert odd.returncode != 0 and "not divisible by the 2 processes" in odd.stderr + odd.stdout
