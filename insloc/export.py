@@ -158,7 +158,7 @@ def read_encoder(path: str | Path, model_keys: list[str]) -> tuple[dict[str, Ten
     if saved.get("format") == FORMAT:  # a project snapshot: its own names and its own (possibly tiny) sizes
         model = saved_module(saved, "model", str(path))
         query = {k.removeprefix("encoder_q."): v for k, v in model.items() if k.startswith("encoder_q.")}
-        if "queue" in model:  # MoCo v2: the ResNet trunk without the MLP head
+        if "queue" in model and "encoder_q.fc.0.weight" in model:  # MoCo v2: the ResNet trunk without the MLP head
             return {"backbone." + k: v for k, v in query.items() if not k.startswith("fc.")}, None
         if "queues" not in model or not any(k.startswith("head.") for k in query):
             raise CheckpointError(f"{path} is not an insloc.train snapshot (its model has no InsLoc / MoCo queue)")

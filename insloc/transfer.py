@@ -181,8 +181,12 @@ def main(weights: str | None, images: str, train_ann: str, val_images: str, val_
         val = CocoDetection(val_images, val_ann, train=False, masks=False)
         model = build_detector(len(train.category_ids), masks=not boxes_only).to(dev)
         if weights:
+            state = read_weights(weights)
+            if isinstance(state, dict) and state.get("format") == checkpoint.FORMAT:
+                raise ConfigError(f"{weights} is a training snapshot, not exported weights; convert it first: "
+                                  f"python -m insloc.export --ckpt {weights} --to torchvision --out weights.pth")
             try:
-                load_pretrained(model, read_weights(weights))
+                load_pretrained(model, state)
             except ValueError as err:
                 raise ConfigError(f"{weights}: {err}") from None
         total, steps = SCHEDULES[schedule]

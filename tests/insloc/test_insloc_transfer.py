@@ -192,3 +192,17 @@ def test_transfer_under_torchrun_trains_on_both_ranks_and_scores_once(coco, tmp_
     odd = subprocess.run(launch[:-6] + ["--batch", "3", "--workers", "0", "--device", "cpu"], env=env,
                          capture_output=True, text=True, timeout=600)
     assert odd.returncode != 0 and "not divisible by the 2 processes" in odd.stderr + odd.stdout
+
+
+def test_a_training_snapshot_as_weights_is_one_line_naming_the_export(coco, tmp_path):
+    from click.testing import CliRunner
+
+    from common import checkpoint
+    from insloc.transfer import main
+
+    snapshot = tmp_path / "snapshot-000000001.pt"
+    torch.save(checkpoint.capture(1, {"model": torch.nn.Linear(2, 2)}), snapshot)
+    result = CliRunner().invoke(main, ["--weights", str(snapshot), "--images", str(coco), "--train",
+                                       str(coco / "instances.json"), "--val-images", str(coco), "--val",
+                                       str(coco / "instances.json"), "--out", str(tmp_path / "out"), "--boxes-only"])
+    assert result.exit_code != 0 and "python -m insloc.export" in result.output and not (tmp_path / "out").exists()
