@@ -15,8 +15,11 @@ CONFIG_DIR = Path(__file__).with_name("configs")
 
 @dataclass
 class ModelConfig:
-    """InsLocFPN sizes (official: FPN 256, RoI 7x7, 4 head convs, fc 1,024, 128-d) and the pretext's MoCo values."""
+    """InsLocFPN sizes (official: FPN 256, RoI 7x7, 4 head convs, fc 1,024, 128-d) and the pretext's MoCo values.
+    ``neck: c4``: the C4 variant (:class:`insloc.model.InsLocC4`: RoI ``roi_size`` on res4, res5 as the RoI head,
+    fc ``fc``; ``fpn_channels`` and ``head_convs`` unused; one level, so one ``box_aug_levels`` entry)."""
 
+    neck: Literal["fpn", "c4"] = "fpn"
     block: Literal["bottleneck", "basic"] = "bottleneck"  # ResNet-50: bottleneck, (3, 4, 6, 3), width 64
     layers: list[int] = field(default_factory=lambda: [3, 4, 6, 3])
     width: int = 64
@@ -34,6 +37,12 @@ class ModelConfig:
     anchor_scales: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0, 16.0])
     anchor_ratios: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.5, 2.0])
     shuffle_chunks: int = 1  # one process: keys through BN in this many shuffled sub-batches
+
+    def __post_init__(self) -> None:
+        levels = 1 if self.neck == "c4" else 4
+        if len(self.box_aug_levels) != levels:
+            raise ConfigError(f"model.box_aug_levels has {len(self.box_aug_levels)} entries; neck {self.neck} pools "
+                              f"{levels} level(s): give {levels}")
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""InsLoc's pretext step (spec insloc.md §2.2-§2.6; official ``InsLocFPN.forward_train``): instance
-discrimination of the pasted box, per FPN level, MoCo-style.
+"""InsLoc's pretext step (spec insloc.md §2.2-§2.7; official ``InsLocFPN.forward_train``): instance
+discrimination of the pasted box, per FPN level (or on res4 for the C4 variant), MoCo-style.
 
 Per iteration, for two composites of the same foreground (query view, key view) with their boxes:
 
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from common import dist
 from common.contrastive import dequeue_and_enqueue_, instance_contrastive_loss, momentum_update_
 from insloc.box_aug import RATIOS, SCALES, grid_anchors, jitter_boxes
-from insloc.model import InsLocFPN
+from insloc.model import InsLocC4, InsLocFPN
 
 
 @dataclass
@@ -45,8 +45,11 @@ class PretextConfig:
 class InsLoc(nn.Module):
     """Query encoder, its momentum copy and one queue per level."""
 
-    def __init__(self, encoder: InsLocFPN, cfg: PretextConfig, dim: int = 128, levels: int = 4) -> None:
+    def __init__(self, encoder: InsLocFPN | InsLocC4, cfg: PretextConfig, dim: int = 128) -> None:
         super().__init__()
+        levels = len(encoder.levels)
+        if len(cfg.box_aug_levels) != levels:
+            raise ValueError(f"box_aug_levels names {len(cfg.box_aug_levels)} levels; the encoder pools {levels}")
         self.cfg = cfg
         self.encoder_q = encoder
         self.encoder_k = copy.deepcopy(encoder)
@@ -93,7 +96,8 @@ class InsLoc(nn.Module):
             total = total + loss
             positive = (q_l * k_l).sum(dim=1, keepdim=True)
             top1 = (positive > (q_l @ self.queues[level]).max(dim=1, keepdim=True).values).float().mean()
-            log[f"loss_p{level + 2}"], log[f"acc_p{level + 2}"] = float(loss.detach()), float(top1)
+            name = self.encoder_q.levels[level]
+            log[f"loss_{name}"], log[f"acc_{name}"] = float(loss.detach()), float(top1)
         ptr = self.queue_ptr.clone()
         for level in range(len(k)):
             level_ptr = ptr.clone()

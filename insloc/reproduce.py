@@ -139,7 +139,7 @@ def transfer(arm: str, run_dir: str | None, seed: int, scenes: str, labelled: in
                            size=detector_size(cfg))
     untouched = None
     if run_dir is not None:  # the user path: snapshot -> export -> torchvision names -> the detector
-        encoder, _ = read_encoder(checkpoint.resolve_resume(run_dir), [])
+        encoder, _ = read_encoder(checkpoint.resolve_resume(run_dir))
         untouched = len(load_pretrained(model, torchvision_state_dict(encoder)))
     f = FINE_TUNE
     iterations = SMOKE["iterations"] if smoke else f["iterations"]

@@ -30,7 +30,7 @@ from insloc.config import InsLocConfig
 from insloc.data import ArrayImages, CompositionPairs, ImageList, image_source
 from insloc.insloc import InsLoc, PretextConfig
 from insloc.moco import MoCoPairs, MoCoV2, moco_encoder
-from insloc.model import InsLocFPN
+from insloc.model import InsLocC4, InsLocFPN
 from insloc.synthetic import object_images
 
 
@@ -72,8 +72,12 @@ def build_model(cfg: InsLocConfig) -> nn.Module:
         return MoCoV2(encoder, m.dim, m.queue_size, m.temperature, m.momentum)
     pretext = PretextConfig(m.queue_size, m.temperature, m.momentum, tuple(m.box_aug_levels), m.anchor_stride,
                             tuple(m.anchor_scales), tuple(m.anchor_ratios), m.shuffle_chunks)
-    encoder = InsLocFPN(m.fpn_channels, m.roi_size, m.head_convs, m.fc, m.dim, m.block, tuple(m.layers), m.width,
-                        m.stem_pool)
+    if m.neck == "c4":
+        encoder: InsLocFPN | InsLocC4 = InsLocC4(m.roi_size, m.fc, m.dim, m.block, tuple(m.layers), m.width,
+                                                 m.stem_pool)
+    else:
+        encoder = InsLocFPN(m.fpn_channels, m.roi_size, m.head_convs, m.fc, m.dim, m.block, tuple(m.layers),
+                            m.width, m.stem_pool)
     return InsLoc(encoder, pretext, m.dim)
 
 

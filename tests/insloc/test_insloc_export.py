@@ -50,14 +50,14 @@ def test_official_names_and_detectron2_conversion(official):
 def test_import_is_strict_and_exact(official, tmp_path):
     path, model, _ = official
     fresh = InsLocFPN()
-    fresh.load_state_dict(read_official(path, list(fresh.state_dict())))
+    fresh.load_state_dict(read_official(path))
     for name, value in model.encoder_q.state_dict().items():
         assert torch.equal(fresh.state_dict()[name], value), name
     broken = torch.load(path, weights_only=True)
     del broken["state_dict"]["neck.fpn_convs.2.conv.weight"]
     torch.save(broken, tmp_path / "broken.pth")
     with pytest.raises(CheckpointError, match="lacks neck.fpn_convs.2.conv.weight"):
-        read_official(tmp_path / "broken.pth", list(fresh.state_dict()))
+        read_official(tmp_path / "broken.pth")
 
 
 def test_torchvision_export_loads_into_fasterrcnn_v2(official, tmp_path):

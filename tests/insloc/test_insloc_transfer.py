@@ -123,7 +123,7 @@ def test_a_tiny_encoder_transfers_through_the_export_path(tmp_path):
     cfg = load_config(InsLocConfig, config_path("tiny"), ["data.synthetic_count=64", "model.queue_size=64",
                                                           "train.epochs=1"])
     run = train_insloc(cfg, tmp_path / "run", max_iterations=1)
-    encoder, _ = read_encoder(tmp_path / "run", [])
+    encoder, _ = read_encoder(tmp_path / "run")
     model = build_detector(6, masks=False, min_size=96, max_size=96, size=detector_size(cfg))
     missing = load_pretrained(model, torchvision_state_dict(encoder))
     assert all(k.startswith(("rpn.", "roi_heads.box_predictor.", "roi_heads.box_head.5.")) for k in missing), missing
