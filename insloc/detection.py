@@ -8,7 +8,8 @@ R50-FPN, ``FREEZE_AT: 0``, SyncBN, the ``FastRCNNConvFCHeadExtraNorm`` box head)
   (backbone, FPN, head convs, fc1; as ``convert_pretrained.py`` transfers them);
 - :class:`CocoDetection`: COCO-format images + ``instances_*.json`` (pycocotools), crowd boxes left out, categories
   mapped to 1..K (0 is background in torchvision), masks for Mask R-CNN, horizontal flips in training;
-- :func:`coco_detections`: the detector's outputs as COCO results for :func:`common.metrics.detection.coco_box_ap`.
+- :func:`coco_detections`: the detector's outputs as COCO results for :func:`common.metrics.detection.coco_box_ap`
+  (and ``coco_mask_ap`` for Mask R-CNN's masks).
 
 Where torchvision differs from detectron2 (README): no precise-BN pass before testing, the RPN head has two convs in
 v2 (detectron2: one), RoI pooling uses torchvision's level mapper (canonical 224 / level 4, the same rule).
@@ -36,6 +37,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from common.data.dataset import DatasetError
+from common.metrics.detection import mask_to_rle
 from insloc.model import ResNet
 
 FC_DIM = 1024
@@ -158,13 +160,19 @@ class CocoDetection(torch.utils.data.Dataset):
 
 def coco_detections(outputs: list[dict[str, Tensor]], image_ids: list[int], category_ids: list[int]
                     ) -> list[dict[str, Any]]:
-    """torchvision detector outputs -> COCO results (bbox as x, y, w, h; the original category ids)."""
+    """torchvision detector outputs -> COCO results (bbox as x, y, w, h; the original category ids; with Mask R-CNN's
+    ``masks`` (N, 1, H, W) probabilities, also ``segmentation``: the mask at 0.5 as RLE, detectron2's threshold)."""
     results = []
     for output, image_id in zip(outputs, image_ids):
-        for box, label, score in zip(output["boxes"].tolist(), output["labels"].tolist(), output["scores"].tolist()):
+        masks = output["masks"][:, 0].numpy() > 0.5 if "masks" in output else None
+        for i, (box, label, score) in enumerate(zip(output["boxes"].tolist(), output["labels"].tolist(),
+                                                    output["scores"].tolist())):
             x1, y1, x2, y2 = box
-            results.append({"image_id": int(image_id), "category_id": category_ids[label - 1],
-                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+            result = {"image_id": int(image_id), "category_id": category_ids[label - 1],
+                      "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)}
+            if masks is not None:
+                result["segmentation"] = mask_to_rle(masks[i])
+            results.append(result)
     return results
 
 

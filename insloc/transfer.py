@@ -1,5 +1,6 @@
 """``python -m insloc.transfer``: fine-tune a detector from InsLoc (or MoCo v2) weights on a COCO-format dataset and
-report box AP (spec insloc.md §5; the official detectron2 protocol, here with torchvision's Mask R-CNN R50-FPN).
+report box and mask AP (spec insloc.md §5; the official detectron2 protocol, here with torchvision's Mask R-CNN
+R50-FPN).
 
     torchrun --nproc_per_node=8 -m insloc.transfer --weights insloc_tv.pth --images /data/coco/train2017 \\
         --train /data/coco/annotations/instances_train2017.json --val-images /data/coco/val2017 \\
@@ -9,7 +10,8 @@ Schedule (detectron2 Base-RCNN-FPN): 16 images per iteration, SGD 0.02 (linear i
 (none on BatchNorm, detectron2's ``WEIGHT_DECAY_NORM``),
 linear warm-up over 1,000 iterations from 0.001 x, x0.1 at 60k and 80k of 90k (1x) or 120k and 160k of 180k (2x);
 SyncBN under torchrun on GPUs. ``--weights``: ``python -m insloc.export --to torchvision`` output (none: from
-scratch). Writes ``<out>/metrics.json`` (box AP, AP50, AP75, APs, APm, APl) and snapshots in ``<out>`` every
+scratch). Writes ``<out>/metrics.json`` (box AP, AP50, AP75, APs, APm, APl; ``mask_*`` the same for masks, Mask
+R-CNN) and snapshots in ``<out>`` every
 ``--snapshot-every`` iterations (``--resume`` continues the newest; equal to an uninterrupted run).
 """
 
@@ -30,7 +32,7 @@ from common.cli import user_errors
 from common.config import ConfigError
 from common.dist import DeviceError
 from common.logging import progress
-from common.metrics.detection import coco_box_ap
+from common.metrics.detection import coco_box_ap, coco_mask_ap
 from common.threads import configure_threads
 from insloc.data import item_seeded_torch
 from insloc.detection import CocoDetection, build_detector, coco_detections, collate, load_pretrained
@@ -61,7 +63,8 @@ def parameter_groups(model: nn.Module, weight_decay: float = 1e-4) -> list[dict]
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: CocoDetection, device: torch.device, batch: int = 2) -> dict[str, float]:
-    """Box AP of ``model`` on ``data`` (pycocotools through ``common.metrics.detection``)."""
+    """Box AP of ``model`` on ``data`` (pycocotools through ``common.metrics.detection``), and for Mask R-CNN mask AP
+    (``mask_AP``, ``mask_AP50``, ...: the masks at 0.5 against the split's ``segmentation``)."""
     model.eval()
     results = []
     for start in range(0, len(data), batch):
@@ -70,7 +73,10 @@ def evaluate(model: nn.Module, data: CocoDetection, device: torch.device, batch:
         results += coco_detections([{k: v.cpu() for k, v in o.items()} for o in outputs],
                                    [target["image_id"] for _, target in items], data.category_ids)
     model.train()
-    return coco_box_ap(data.coco.dataset, results)
+    metrics = coco_box_ap(data.coco.dataset, results)
+    if results and "segmentation" in results[0]:
+        metrics.update({f"mask_{k}": v for k, v in coco_mask_ap(data.coco.dataset, results).items()})
+    return metrics
 
 
 class Draws(torch.utils.data.Dataset):
@@ -163,7 +169,7 @@ def fine_tune(model: nn.Module, data: CocoDetection, device: torch.device, itera
 def main(weights: str | None, images: str, train_ann: str, val_images: str, val_ann: str, schedule: str, batch: int,
          boxes_only: bool, out: str, workers: int, device: str | None, snapshot_every: int, resume: bool,
          iterations: int | None) -> None:
-    """Fine-tune torchvision's Mask R-CNN R50-FPN from pretrained weights and report COCO box AP."""
+    """Fine-tune torchvision's Mask R-CNN R50-FPN from pretrained weights and report COCO box and mask AP."""
     configure_threads()
     try:
         dev = dist.init_distributed(device).device

@@ -7,7 +7,7 @@ docstring cites the part it follows. Entry point: ``python -m common.metrics {fi
 from common.metrics.base import FeatureExtractor
 from common.metrics.classification import average_views, clip_topk_accuracy, topk_accuracy, video_topk_accuracy
 from common.metrics.compute import dataset_features, generator_features, open_images, real_stats, to_uint8
-from common.metrics.detection import coco_box_ap
+from common.metrics.detection import coco_box_ap, coco_mask_ap, mask_to_rle
 from common.metrics.extractors import InceptionExtractor, TorchScriptExtractor, build_extractor, inception_extractor
 from common.metrics.frechet import fid_from_features, frechet_distance, mean_cov
 from common.metrics.gan import compute_fid, compute_is, compute_kid, compute_pr
@@ -46,6 +46,7 @@ __all__ = [
     "cityscapes_trainids",
     "clip_topk_accuracy",
     "coco_box_ap",
+    "coco_mask_ap",
     "compute_fid",
     "compute_is",
     "compute_kid",
@@ -59,6 +60,7 @@ __all__ = [
     "inception_score",
     "kernel_inception_distance",
     "load_proxy",
+    "mask_to_rle",
     "mean_cov",
     "open_images",
     "precision_recall",

@@ -15,6 +15,8 @@ from common.metrics import (
     cityscapes_trainids,
     clip_topk_accuracy,
     coco_box_ap,
+    coco_mask_ap,
+    mask_to_rle,
     segmentation_scores,
     topk_accuracy,
     video_topk_accuracy,
@@ -129,6 +131,30 @@ def test_coco_box_ap_leaves_the_callers_records_as_given():
     first = coco_box_ap(gt, detections)
     assert gt == before_gt and detections == before_det  # pycocotools adds area/id/iscrowd/ignore to its inputs
     assert coco_box_ap(gt, detections) == first  # so a second evaluation of the same records is the same
+
+
+def test_coco_mask_ap_perfect_and_half_masks():
+    from pycocotools import mask as mask_utils
+
+    gt, masks = _gt(), []  # the same objects as RLE masks: a 20 x 20 square and a 100 x 100 square
+    for ann in gt["annotations"]:
+        x, y, w, h = ann["bbox"]
+        mask = np.zeros((200, 200), dtype=bool)
+        mask[y : y + h, x : x + w] = True
+        masks.append(mask)
+        ann["segmentation"] = mask_to_rle(mask)
+    rle = mask_to_rle(masks[1])
+    assert isinstance(rle["counts"], str) and np.array_equal(mask_utils.decode({**rle, "counts": rle["counts"]
+                                                                                 .encode()}), masks[1])
+    perfect = [{"image_id": i + 1, "category_id": 1, "segmentation": mask_to_rle(m), "score": 0.9}
+               for i, m in enumerate(masks)]
+    ap = coco_mask_ap(gt, perfect)
+    assert ap["AP"] == pytest.approx(1.0) and ap["APs"] == pytest.approx(1.0) and ap["APm"] == -1.0
+    half = masks[1].copy()
+    half[:, 100:] = False  # the left half of the large square: mask IoU 0.5 -> matched only at 0.50
+    ap = coco_mask_ap(gt, [perfect[0], {**perfect[1], "segmentation": mask_to_rle(half)}])
+    assert ap["AP50"] == pytest.approx(1.0) and ap["APl"] == pytest.approx(1 / 10, abs=1e-6)
+    assert coco_box_ap(gt, perfect)["AP"] == pytest.approx(1.0)  # loadRes derives the boxes from the masks
 
 
 @pytest.mark.parametrize("ks", [(0,), (1, 4), (2.0,), ()])

@@ -78,7 +78,21 @@ def test_insloc_weights_transfer_train_and_score(coco):
     assert len(losses) == 2 and all(np.isfinite(losses))
     metrics = evaluate(model, CocoDetection(coco, coco / "instances.json", train=False, masks=False),
                        torch.device("cpu"))
-    assert set(metrics) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+    names = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+    assert set(metrics) == {*names, *(f"mask_{k}" for k in names)}  # Mask R-CNN: mask AP against the polygons
+
+
+def test_mask_results_are_the_masks_at_one_half():
+    from pycocotools import mask as mask_utils
+
+    probabilities = torch.zeros(1, 1, 8, 8)
+    probabilities[0, 0, 2:5, 1:7] = 0.6
+    probabilities[0, 0, 5, 1:7] = 0.5  # not above 0.5
+    out = [{"boxes": torch.tensor([[1.0, 2.0, 7.0, 6.0]]), "labels": torch.tensor([1]),
+            "scores": torch.tensor([0.9]), "masks": probabilities}]
+    (result,) = coco_detections(out, [4], [3])
+    decoded = mask_utils.decode({**result["segmentation"], "counts": result["segmentation"]["counts"].encode()})
+    assert decoded.sum() == 18 and decoded[2:5, 1:7].all() and result["bbox"] == [1.0, 2.0, 6.0, 4.0]
 
 
 def test_no_weight_decay_on_batchnorm_as_detectron2():
