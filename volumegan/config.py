@@ -76,6 +76,24 @@ class VolumeGANConfig(StyleGAN2Config):
 
     volumegan: VolumeGANSection = field(default_factory=VolumeGANSection)
 
+    def __post_init__(self) -> None:
+        check_sizes(self, self.data.resolution)
+
+
+def check_sizes(cfg: VolumeGANConfig, resolution: int | None) -> None:
+    """One line for an image resolution the renderer cannot reach from ``nerf_res`` or features of another width
+    than the renderer's input (checked as soon as the values are known: the resolution may come from the data)."""
+    vg, g = cfg.volumegan, cfg.G
+    if resolution is not None:
+        blocks = math.log2(resolution / vg.nerf_res)
+        if blocks < 0 or blocks != int(blocks):
+            raise ConfigError(f"the images are {resolution} px: volumegan.nerf_res ({vg.nerf_res}) must be the image "
+                              "resolution divided by a power of two")
+    if g.channel_base is not None and vg.feature_dim != min(g.channel_base // vg.nerf_res, g.channel_max):
+        raise ConfigError(f"volumegan.feature_dim ({vg.feature_dim}) must equal the renderer's input width "
+                          f"min(G.channel_base / nerf_res, G.channel_max) = "
+                          f"{min(g.channel_base // vg.nerf_res, g.channel_max)}")
+
 
 def config_path(name: str) -> Path:
     """``volumegan/configs/<name>.yaml`` for a table-row name (``ffhq256``), or ``name`` itself when a file."""

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from common.config import ConfigError
 from common.stylegan2.loss import StyleGAN2Loss
 from common.stylegan2.method import LoopState, Method, Networks, NetworkShape
-from volumegan.config import VolumeGANConfig
+from volumegan.config import VolumeGANConfig, check_sizes
 from volumegan.discriminator import ProgressiveDiscriminator
 from volumegan.generator import VolumeGANGenerator
 
@@ -47,15 +47,8 @@ def lod_at(nimg: int, max_lod: int, training_img: float = 750_000, transition_im
 
 def build_volumegan_generator(cfg: VolumeGANConfig, resolution: int, img_channels: int) -> VolumeGANGenerator:
     """G of a resolved config; one line for a resolution or width the renderer cannot take."""
+    check_sizes(cfg, resolution)
     vg, g = cfg.volumegan, cfg.G
-    blocks = math.log2(resolution / vg.nerf_res)
-    if blocks < 0 or blocks != int(blocks):
-        raise ConfigError(f"the images are {resolution} px: volumegan.nerf_res ({vg.nerf_res}) must be the image "
-                          "resolution divided by a power of two")
-    in_channels = min(g.channel_base // vg.nerf_res, g.channel_max)
-    if vg.feature_dim != in_channels:
-        raise ConfigError(f"volumegan.feature_dim ({vg.feature_dim}) must equal the renderer's input width "
-                          f"min(G.channel_base / nerf_res, G.channel_max) = {in_channels}")
     field = dict(layers=vg.mlp_layers, hidden=vg.mlp_hidden, out_dim=vg.feature_dim, freqs=vg.pe_freqs,
                  volume=dict(feat_res=vg.volume_res, init_res=vg.volume_init_res,
                              base_channels=vg.volume_base_channels, output_channels=vg.volume_channels),

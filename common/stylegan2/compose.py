@@ -39,6 +39,7 @@ METHODS = {
     "dynamicd": "dynamicd.method:DynamicD",
     "eqgan": "eqgan.method:EqGANSA",
     "oneshot_gan": "oneshot_gan.method:GenDA",
+    "volumegan": "volumegan.method:VolumeGAN",
 }
 EXCLUSIVE_HOOKS = {
     "build_networks": "build the networks",
