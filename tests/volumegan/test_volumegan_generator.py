@@ -16,9 +16,10 @@ from common.checkpoint import CheckpointError
 from volumegan import rendering as R
 from volumegan.generator import VolumeGANGenerator
 from volumegan.method import lod_at
-from volumegan.official import official_generator_state
+from volumegan.official import official_generator_state, read_official_checkpoint
 
 FIXTURE = Path(__file__).with_name("fixtures") / "official_g_small.pt"
+CHECKPOINT = FIXTURE.with_name("official_checkpoint_small.pth")  # the same generator's weights, official layout
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -46,10 +47,14 @@ def _small() -> VolumeGANGenerator:
                               nerf_res=8, channel_base=128, field=field, rays=R.RaySettings(num_steps=4)).eval()
 
 
+def _official_state() -> dict[str, torch.Tensor]:
+    return read_official_checkpoint(CHECKPOINT)["models"]["generator"]
+
+
 def _official_small() -> VolumeGANGenerator:
     """The small generator with the fixture's official weights (biases off zero: non-trivial images)."""
     G = _small()
-    G.load_state_dict(official_generator_state(torch.load(FIXTURE, weights_only=True)["state"], G.state_dict()))
+    G.load_state_dict(official_generator_state(_official_state(), G.state_dict()))
     return G
 
 
@@ -81,7 +86,7 @@ def test_outputs_equal_the_official_generator():
 
 
 def test_official_import_is_strict():
-    saved = torch.load(FIXTURE, weights_only=True)
+    saved = {"state": _official_state()}
     state = dict(saved["state"])
     del state["nerfmlp.fg_mlps.1.style.weight"]
     with pytest.raises(CheckpointError, match="lacks synthesis.field.mlp.1.affine.weight"):
