@@ -204,3 +204,29 @@ def official_networks(path: str | os.PathLike) -> Networks:
         D.load_state_dict(map_official_state_dict(models["discriminator"], resolution))
         D.eval().requires_grad_(False)
     return Networks(G=nets[0], D=D, G_ema=nets[1], source=str(path))
+
+
+def load_volumegan(path: str | os.PathLike, device: torch.device | str = "cpu") -> Networks:
+    """The networks of a project run dir / snapshot (``load_networks``: the method that trained them rebuilds
+    them) or of an official checkpoint (:func:`official_networks`), in eval mode on ``device``."""
+    from common.stylegan2.snapshot import load_networks
+
+    path = Path(path)
+    if path.is_file() and _is_official(path):
+        nets = official_networks(path)
+        for module in nets.modules().values():
+            module.to(device)
+        return nets
+    return load_networks(path, device)
+
+
+def _is_official(path: Path) -> bool:
+    """An official runner's checkpoint: a torch file a weights-only load refuses (EasyDict arguments) or whose
+    top level has ``models`` (project snapshots have ``modules``)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        return True
+    except Exception:  # noqa: BLE001 - not a torch file: load_networks names the problem
+        return False
+    return isinstance(saved, Mapping) and "models" in saved
