@@ -30,6 +30,7 @@ from common.stylegan2.networks import FullyConnectedLayer, MappingNetwork, Synth
 from volumegan.rendering import (
     FFHQ_BOUNDS,
     RaySettings,
+    Rendered,
     importance_rays,
     interpolate_feature,
     sample_rays,
@@ -218,12 +219,13 @@ class VolumeSynthesis(nn.Module):
         self.num_structure_ws = len(self.field.mlp)
         self.num_ws = self.num_structure_ws + self.renderer.num_ws
 
-    def render(self, ws: Tensor, noise_mode: str = "random", yaw: Tensor | None = None,
-               pitch: Tensor | None = None, **ray_overrides: Any) -> Render:
-        """Everything of one render. ``ray_overrides`` (e.g. ``perturb='none'``, ``num_steps=36``) hold for this
-        call only; ``yaw``/``pitch`` (N, 1) fix the cameras."""
+    def nerf(self, ws: Tensor, yaw: Tensor | None = None, pitch: Tensor | None = None, **ray_overrides: Any
+             ) -> tuple[Rendered, Tensor, Tensor]:
+        """The NeRF branch (official ``nerf_synthesis``): the composited features (N, r, r, C), depth and opacity,
+        and the cameras' yaw and pitch (N, 1). ``ray_overrides`` (e.g. ``perturb='none'``, ``num_steps=36``) hold
+        for this call only; ``yaw``/``pitch`` (N, 1) fix the cameras."""
         settings = self.rays.replace(**ray_overrides) if ray_overrides else self.rays
-        structure, texture = ws[:, : self.num_structure_ws], ws[:, self.num_structure_ws :]
+        structure = ws[:, : self.num_structure_ws]
         volume = self.field.feature_volume(structure[:, 0]) if self.field.use_volume else None
         coarse = sample_rays(len(ws), self.nerf_res, settings, yaw, pitch, device=ws.device)
         sigma_c, feature_c = self.field(structure, coarse.points, volume)
@@ -234,11 +236,15 @@ class VolumeSynthesis(nn.Module):
         sigmas = torch.cat([sigma_f, sigma_c], dim=-2).gather(-2, order)
         features = torch.cat([feature_f, feature_c], dim=-2)
         features = features.gather(-2, order.expand(*order.shape[:-1], features.shape[-1]))
-        out = volume_render(features, sigmas, depths)
+        return volume_render(features, sigmas, depths), coarse.yaw, coarse.pitch
+
+    def render(self, ws: Tensor, noise_mode: str = "random", yaw: Tensor | None = None,
+               pitch: Tensor | None = None, **ray_overrides: Any) -> Render:
+        """Everything of one render: :meth:`nerf`, then the neural renderer on the texture codes."""
+        out, yaw, pitch = self.nerf(ws, yaw, pitch, **ray_overrides)
         feature_map = out.values.permute(0, 3, 1, 2)
-        image = self.renderer(feature_map, texture, noise_mode=noise_mode)
-        return Render(image, feature_map, out.depth.permute(0, 3, 1, 2), out.opacity.permute(0, 3, 1, 2),
-                      coarse.yaw, coarse.pitch)
+        image = self.renderer(feature_map, ws[:, self.num_structure_ws :], noise_mode=noise_mode)
+        return Render(image, feature_map, out.depth.permute(0, 3, 1, 2), out.opacity.permute(0, 3, 1, 2), yaw, pitch)
 
     def forward(self, ws: Tensor, noise_mode: str = "random", **kwargs: Any) -> Tensor:
         return self.render(ws, noise_mode=noise_mode, **kwargs).image

@@ -84,3 +84,12 @@ def test_cli_outputs_and_refusals(tmp_path):
                                            "--trunc-layers", "4", "--outdir", str(tmp_path / "g")])
     assert result.exit_code == 0 and (tmp_path / "g" / "grid.png").is_file(), result.output
     assert len(list((tmp_path / "g").iterdir())) == 5  # 4 seeds and the grid
+
+
+def test_bench_runs_without_the_official_code():
+    from volumegan.bench import main as bench_main
+
+    result = CliRunner().invoke(bench_main, ["--resolution", "32", "--batch", "1", "--repeats", "1"])
+    assert result.exit_code == 0 and "NeRF branch" in result.output and "training step" in result.output, result.output
+    result = CliRunner().invoke(bench_main, ["--official", "/", "--resolution", "32"])
+    assert result.exit_code != 0 and "the official code does not import" in result.output
