@@ -1,0 +1,56 @@
+"""eval.py and reproduce.py: the reprojection error of a generator's own views, the gate formulas, the report cell
+with a missing seed, and one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from volumegan.eval import main as eval_main
+from volumegan.eval import reprojection
+from volumegan.official import load_volumegan
+from volumegan.reproduce import _cell, gate_rows
+from volumegan.reproduce import main as reproduce_main
+
+CHECKPOINT = Path(__file__).with_name("fixtures") / "official_checkpoint_small.pth"
+
+
+def test_reprojection_of_a_generator_and_the_eval_cli(tmp_path):
+    G = load_volumegan(CHECKPOINT).G_ema
+    out = reprojection(G, count=4)
+    assert 0 <= out["re"] < 1 and 0 <= out["re_valid"] <= 1
+    result = CliRunner().invoke(eval_main, ["--ckpt", str(CHECKPOINT), "--metrics", "re", "--out", str(tmp_path)])
+    assert result.exit_code == 0 and result.output.startswith("re = "), result.output
+    assert json.loads((tmp_path / "metrics.json").read_text())["re"] == pytest.approx(reprojection(G)["re"])
+    for args, message in ((["--metrics", "fid50k_full"], "need --data"), (["--metrics", "psnr"], "unknown metric")):
+        result = CliRunner().invoke(eval_main, ["--ckpt", str(CHECKPOINT), *args])
+        assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def _run(arm: str, yaw: float, change: float, shape: float) -> dict:
+    return {"arm": arm, "final": {"yaw_r": yaw, "swap_opacity_change": change, "swap_shape_follows_structure": shape}}
+
+
+def test_gates_need_every_seed_and_a_missing_value_fails():
+    passing = [_run("VolumeGAN", r, 0.0, 0.8) for r in (0.5, -0.4, 0.31)]
+    assert [row[-1] for row in gate_rows(passing)] == ["**yes**", "**yes**"]
+    one_low = passing[:2] + [_run("VolumeGAN", 0.29, 0.0, math.nan)]
+    assert [row[-1] for row in gate_rows(one_low)] == ["no", "no"]
+    moved = passing[:2] + [_run("VolumeGAN", 0.5, 1e-6, 0.9)]
+    assert gate_rows(moved)[1][-1] == "no"
+    assert gate_rows(passing + [_run("no volume (ablation)", 0.0, 1.0, 0.0)])[0][1] == "0.50, 0.40, 0.31"
+    assert _cell([0.5, math.nan, 0.7], "{:.1f}") == "0.6 ± 0.1 (0.5, nan, 0.7)"
+
+
+def test_reproduce_refusals(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(reproduce_main, ["--report-only", "--outdir", str(tmp_path)])
+    assert result.exit_code != 0 and "no results.json there" in result.output
+    result = runner.invoke(reproduce_main, ["--preset", "ffhq1024"])
+    assert result.exit_code != 0 and "unknown PRESET" in result.output
+    result = runner.invoke(reproduce_main, ["--preset", "ffhq256", "--outdir", str(tmp_path / "row")])
+    assert result.exit_code != 0 and "needs DATA=" in result.output and not (tmp_path / "row").exists()
