@@ -222,6 +222,13 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
     report.text(f"Real-vs-real oracle FD (512 vs 512 scenes): {runs[0]['final']['fd_real']:.2f}. RE on the ground "
                 "truth (volumegan/metrics3d.py): consistent views 0.027-0.031, another scene 0.21-0.23, a mirrored "
                 "view 0.18-0.20. Swap columns: fraction of the pairs whose two donors the oracle tells apart.")
+    points = sorted({round(p["kimg"], 1) for r in runs for p in r["curve"]} - {0.0})
+    report.table(["arm"] + [f"FD at {k:g} kimg" for k in points] + [f"|yaw r| at {k:g} kimg" for k in points],
+                 [[arm] + [_cell([_at(r, k, "fd") for r in arm_runs], "{:.0f}") for k in points]
+                  + [_cell([abs(_at(r, k, "yaw_r")) for r in arm_runs], "{:.2f}") for k in points]
+                  for arm, arm_runs in by_arm.items()])
+    report.text("Snapshots of G_ema, 256 samples each (the final columns above use 512). The fade from the raw "
+                "16 px NeRF channels to the renderer's 32 px runs from 2 to 4 kimg.")
     report.heading("Gates")
     report.text(GATES)
     report.table(["gate", "measured (VolumeGAN, per seed)", "holds"], gate_rows(runs))
@@ -249,6 +256,11 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
     report.image_grid("swap.png", swap_grid(G, ws), "VolumeGAN seed 0: row i = structure codes of latent i, column "
                       "j = texture codes of latent j, front view.", columns=5, scale=3, spacing=2)
     return report.write()
+
+
+def _at(run: dict[str, Any], kimg: float, key: str) -> float:
+    """The curve value of ``run`` at the snapshot nearest ``kimg``."""
+    return min(run["curve"], key=lambda p: abs(p["kimg"] - kimg))[key]
 
 
 def _loss(run_dir: str, key: str) -> tuple[list[float], list[float]]:
