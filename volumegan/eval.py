@@ -31,7 +31,7 @@ from common.metrics import WeightsNotFoundError, build_extractor, compute_fid, c
 from common.threads import configure_threads
 from volumegan.generator import VolumeGANGenerator
 from volumegan.metrics3d import feature_distance, load_oracle, predict, reprojection_error, yaw_correlation
-from volumegan.official import load_volumegan
+from volumegan.official import load_generator
 from volumegan.synthetic import load_scenes, scenes_dataset
 
 METRICS = ("fid50k_full", "kid50k_full", "re", "tiny")
@@ -152,10 +152,7 @@ def main(ckpt: str, data: str | None, metrics: str, mirror: bool | None, num_gen
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         path = resolve_resume(ckpt) if Path(ckpt).is_dir() else Path(ckpt)
-        nets = load_volumegan(path, dev)
-        G = nets.G_ema if nets.G_ema is not None else nets.G
-        if not isinstance(G, VolumeGANGenerator):
-            raise CheckpointError(f"{path} holds a {type(G).__name__}, not a VolumeGAN generator")
+        G = load_generator(path, dev)
         reference = extractor = None
         if {"fid50k_full", "kid50k_full"} & set(names):
             mirror = run_mirror(path) if mirror is None else mirror

@@ -16,7 +16,7 @@ from common.dist import resolve_device
 from common.report import save_image_grid
 from common.stylegan2.generate import parse_seeds
 from common.stylegan2.training import generate_images
-from volumegan.official import load_volumegan
+from volumegan.official import load_generator
 
 
 @click.command()
@@ -33,10 +33,9 @@ def main(network: str, seeds: str, truncation_psi: float, trunc_layers: int | No
     seed_list = parse_seeds(seeds)
     try:
         device = resolve_device(device)
-        nets = load_volumegan(network, device)
+        G = load_generator(network, device)
     except (CheckpointError, OSError, ValueError) as err:
         raise click.UsageError(str(err)) from None
-    G = nets.G_ema if nets.G_ema is not None else nets.G
     z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seed_list])).float().to(device)
     images = generate_images(G, z, None, truncation_psi=truncation_psi, truncation_cutoff=trunc_layers,
                              noise_mode=noise_mode, perturb="none")

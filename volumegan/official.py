@@ -220,6 +220,15 @@ def load_volumegan(path: str | os.PathLike, device: torch.device | str = "cpu") 
     return load_networks(path, device)
 
 
+def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu") -> VolumeGANGenerator:
+    """G_ema (else G) of :func:`load_volumegan`; another package's generator is a :class:`CheckpointError`."""
+    nets = load_volumegan(path, device)
+    G = nets.G_ema if nets.G_ema is not None else nets.G
+    if not isinstance(G, VolumeGANGenerator):
+        raise CheckpointError(f"{path} holds a {type(G).__name__}, not a VolumeGAN generator")
+    return G
+
+
 def _is_official(path: Path) -> bool:
     """An official runner's checkpoint: a torch file a weights-only load refuses (EasyDict arguments) or whose
     top level has ``models`` (project snapshots have ``modules``)."""

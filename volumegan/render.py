@@ -27,7 +27,7 @@ from common.dist import resolve_device
 from common.report import save_image_grid
 from common.stylegan2.generate import parse_seeds
 from volumegan.generator import VolumeGANGenerator
-from volumegan.official import load_volumegan
+from volumegan.official import load_generator
 
 
 def _ws(G: VolumeGANGenerator, seeds: list[int], psi: float, cutoff: int, device: torch.device) -> Tensor:
@@ -140,12 +140,9 @@ def main(network: str, mode: str, seeds: str, outdir: str, psi: float, trunc_lay
     seed_list = parse_seeds(seeds)
     try:
         device = resolve_device(device)
-        nets = load_volumegan(network, device)
+        G = load_generator(network, device)
     except (CheckpointError, OSError, ValueError) as err:
         raise click.UsageError(str(err)) from None
-    G = nets.G_ema if nets.G_ema is not None else nets.G
-    if not isinstance(G, VolumeGANGenerator):
-        raise click.UsageError(f"{network} holds a {type(G).__name__}, not a VolumeGAN generator")
     ws = _ws(G, seed_list, psi, trunc_layers, device)
     out = Path(outdir)
     if mode == "mesh":
