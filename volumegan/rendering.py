@@ -153,21 +153,27 @@ def sample_rays(batch: int, resolution: int, settings: RaySettings, yaw: Tensor 
     return Rays(points, depths, origins, directions, yaw, pitch)
 
 
-def volume_render(values: Tensor, sigmas: Tensor, depths: Tensor, noise_std: float = 0.0,
-                  generator: torch.Generator | None = None) -> Rendered:
-    """Alpha compositing along each ray (official ``renderer`` with clamp_mode 'relu', no white background):
+def compositing_weights(sigmas: Tensor, depths: Tensor, noise_std: float = 0.0,
+                        generator: torch.Generator | None = None) -> Tensor:
+    """Per-sample weights of alpha compositing along each ray (official ``renderer``, clamp_mode 'relu'):
 
         delta_i = t_{i+1} - t_i (the last 1e10),  alpha_i = 1 - exp(-delta_i relu(sigma_i + noise)),
-        T_i = prod_{j<i} (1 - alpha_j + 1e-10),   w_i = alpha_i T_i,   C = sum_i w_i c_i,   depth = sum_i w_i t_i.
+        T_i = prod_{j<i} (1 - alpha_j + 1e-10),   w_i = alpha_i T_i.
 
-    values (..., S, C), sigmas and depths (..., S, 1), depths increasing along S."""
+    sigmas and depths (..., S, 1), depths increasing along S."""
     deltas = torch.cat([depths[..., 1:, :] - depths[..., :-1, :], torch.full_like(depths[..., :1, :], 1e10)], dim=-2)
     if noise_std > 0:
         sigmas = sigmas + torch.randn(sigmas.shape, device=sigmas.device, generator=generator) * noise_std
     alphas = 1 - torch.exp(-deltas * F.relu(sigmas))
     shifted = torch.cat([torch.ones_like(alphas[..., :1, :]), 1 - alphas + 1e-10], dim=-2)
-    transmittance = torch.cumprod(shifted, dim=-2)[..., :-1, :]
-    weights = alphas * transmittance
+    return alphas * torch.cumprod(shifted, dim=-2)[..., :-1, :]
+
+
+def volume_render(values: Tensor, sigmas: Tensor, depths: Tensor, noise_std: float = 0.0,
+                  generator: torch.Generator | None = None) -> Rendered:
+    """Alpha compositing (:func:`compositing_weights`, no white background): C = sum_i w_i c_i, depth = sum_i w_i
+    t_i, opacity = sum_i w_i. values (..., S, C), sigmas and depths (..., S, 1)."""
+    weights = compositing_weights(sigmas, depths, noise_std, generator)
     return Rendered((weights * values).sum(dim=-2), (weights * depths).sum(dim=-2), weights,
                     weights.sum(dim=-2))
 

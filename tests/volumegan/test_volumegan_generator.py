@@ -203,3 +203,21 @@ def test_progressive_schedule_and_the_raw_nerf_phase():
     full16 = renderer(feature_map, ws, noise_mode="const", lod=1.0)
     half = renderer(feature_map, ws, noise_mode="const", lod=1.5)
     assert torch.allclose(half, 0.5 * full16 + 0.5 * raw, atol=1e-6)  # alpha = ceil(lod) - lod
+
+
+def test_nerf_branch_equals_sorted_compositing_of_all_samples():
+    G = _official_small()
+    ws = G.mapping(torch.randn(2, 16), None)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        out, yaw, pitch = G.synthesis.nerf(ws)
+        torch.manual_seed(3)
+        coarse = R.sample_rays(2, 8, G.synthesis.rays)
+        sigma_c, feature_c = G.synthesis.field(ws[:, :2], coarse.points)
+        fine = R.importance_rays(coarse, R.volume_render(feature_c, sigma_c, coarse.depths).weights, 4)
+        sigma_f, feature_f = G.synthesis.field(ws[:, :2], fine.points)
+        depths, order = torch.cat([fine.depths, coarse.depths], -2).sort(-2)
+        features = torch.cat([feature_f, feature_c], -2).gather(-2, order.expand(-1, -1, -1, -1, 16))
+        expected = R.volume_render(features, torch.cat([sigma_f, sigma_c], -2).gather(-2, order), depths)
+    assert torch.equal(yaw, coarse.yaw) and torch.allclose(out.values, expected.values, atol=1e-5)
+    assert torch.allclose(out.depth, expected.depth, atol=1e-6) and torch.allclose(out.opacity, expected.opacity)
