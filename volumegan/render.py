@@ -130,7 +130,8 @@ def swap_grid(G: VolumeGANGenerator, ws: Tensor) -> np.ndarray:
 @click.option("--frames", default=70, show_default=True, type=click.IntRange(min=2), help="video: frames.")
 @click.option("--steps-mult", default=3, show_default=True, type=click.IntRange(min=1), help="video: x samples.")
 @click.option("--grid", default=256, show_default=True, type=click.IntRange(min=8), help="mesh: lattice size.")
-@click.option("--cube", default=None, type=float, help="mesh: cube side [the feature-volume box's largest side].")
+@click.option("--cube", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="mesh: cube side [the feature-volume box's largest side].")
 @click.option("--level", default=10.0, show_default=True, help="mesh: density iso-level (official 10).")
 @click.option("--scale", default=4, show_default=True, type=click.IntRange(min=1), help="PNG cell upscaling.")
 @click.option("--device", default="cpu", show_default=True)
