@@ -172,7 +172,8 @@ def compositing_weights(sigmas: Tensor, depths: Tensor, noise_std: float = 0.0,
 def volume_render(values: Tensor, sigmas: Tensor, depths: Tensor, noise_std: float = 0.0,
                   generator: torch.Generator | None = None) -> Rendered:
     """Alpha compositing (:func:`compositing_weights`, no white background): C = sum_i w_i c_i, depth = sum_i w_i
-    t_i, opacity = sum_i w_i. values (..., S, C), sigmas and depths (..., S, 1)."""
+    t_i, opacity = sum_i w_i. values (..., S, C), sigmas and depths (..., S, 1). The reference the tests hold
+    :meth:`volumegan.generator.VolumeSynthesis.nerf` to (which composites its unsorted samples the same way)."""
     weights = compositing_weights(sigmas, depths, noise_std, generator)
     return Rendered((weights * values).sum(dim=-2), (weights * depths).sum(dim=-2), weights,
                     weights.sum(dim=-2))

@@ -54,3 +54,32 @@ def test_reproduce_refusals(tmp_path):
     assert result.exit_code != 0 and "unknown PRESET" in result.output
     result = runner.invoke(reproduce_main, ["--preset", "ffhq256", "--outdir", str(tmp_path / "row")])
     assert result.exit_code != 0 and "needs DATA=" in result.output and not (tmp_path / "row").exists()
+
+
+def test_fid_sees_the_generator_with_the_official_evaluation_cameras():
+    import torch
+
+    from common.metrics.base import FeatureExtractor
+    from common.metrics.compute import generator_features
+    from volumegan.eval import EvalView
+
+    class MeanColour(FeatureExtractor):
+        name, feature_dim, sha256, metric_label, device = "mean", 3, "0" * 64, "test", torch.device("cpu")
+
+        def extract(self, images):
+            return images.float().mean(dim=(2, 3))
+
+    G = load_volumegan(CHECKPOINT).G_ema
+    view = EvalView(G, noise_mode="const")
+    torch.manual_seed(0)  # cameras and importance samples come from torch's RNG, z from the metric's seed
+    a = generator_features(view, MeanColour(), 6, capture_all=True, batch_size=4, batch_gen=2, seed=3)
+    torch.manual_seed(0)
+    b = generator_features(view, MeanColour(), 6, capture_all=True, batch_size=4, batch_gen=2, seed=3)
+    assert a.features().shape == (6, 3) and (a.features() == b.features()).all()
+    assert G.synthesis.rays.perturb == "jitter"  # the evaluation's perturb='none' held for its calls only
+    torch.manual_seed(0)
+    z = torch.randn(2, 16)
+    torch.manual_seed(1)
+    direct = G(z, None, noise_mode="const", perturb="none")
+    torch.manual_seed(1)
+    assert torch.equal(view(z, None), direct)
