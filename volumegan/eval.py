@@ -11,7 +11,12 @@
   0.3 rad yaw, the expected NeRF depth and opacity of view A, images in [0, 1];
 - ``tiny``: on the procedural scenes (:func:`tiny_metrics`): pose control (Pearson r of the commanded yaw and the
   oracle's), the oracle-feature Fréchet distance to held-out scenes, the structure / texture swap (exact opacity
-  invariance; which donor the oracle's shape and hue follow) and ``re``.
+  invariance; which donor the oracle's shape and hue follow), ``re``, and Carver's pose and depth errors with
+  estimators trained on the scenes' ground truth (``volumegan.metrics3d``): ``pe`` = mean |oracle's yaw - commanded
+  yaw| in degrees (``pe_real``: the oracle on the 500 held-out scenes, the floor; a constant guess: 20.05), ``de`` =
+  MSE in scene units^2 of the expected NeRF depth (upsampled to 32x32) against the depth net's depth of the image,
+  on the pixels the net calls foreground (``de_valid``: their fraction; ``de_real``: the held-out scenes' true depth,
+  the floor).
 """
 
 from __future__ import annotations
@@ -30,7 +35,18 @@ from common.data import DatasetError, ImageDataset
 from common.metrics import WeightsNotFoundError, build_extractor, compute_fid, compute_kid
 from common.threads import configure_threads
 from volumegan.generator import VolumeGANGenerator
-from volumegan.metrics3d import feature_distance, load_oracle, predict, reprojection_error, yaw_correlation
+from volumegan.metrics3d import (
+    DepthNetConfig,
+    OracleConfig,
+    depth_error,
+    feature_distance,
+    load_depth_net,
+    load_oracle,
+    pose_error,
+    predict,
+    reprojection_error,
+    yaw_correlation,
+)
 from volumegan.official import load_generator
 from volumegan.synthetic import load_scenes, scenes_dataset
 
@@ -72,8 +88,9 @@ def reprojection(G: VolumeGANGenerator, count: int = 64, yaw_delta: float = 0.3,
 
 @torch.no_grad()
 def tiny_metrics(G: VolumeGANGenerator, count: int = 512, pairs: int = 128, seed: int = 0) -> dict[str, float]:
-    """The tiny preset's measurements of ``G`` (G_ema) with the cached oracle (module docstring)."""
+    """The tiny preset's measurements of ``G`` (G_ema) with the cached oracle and depth net (module docstring)."""
     oracle, _ = load_oracle()
+    depth_net, _ = load_depth_net()
     data = load_scenes(scenes_dataset())
     generator = torch.Generator().manual_seed(seed)
     results: dict[str, float] = {}
@@ -90,6 +107,13 @@ def tiny_metrics(G: VolumeGANGenerator, count: int = 512, pairs: int = 128, seed
         results["fd_real"] = feature_distance(oracle, data.images[-2 * count : -count], held_out)
         results.update(_swap(G, oracle, pairs, generator))
         results.update(reprojection(G, seed=seed))
+    # DE and PE of the same samples, and their floors on the nets' held-out real scenes (no random draws)
+    results["pe"] = pose_error(oracle, images, yaws)
+    real = slice(-OracleConfig().held_out, None)
+    results["pe_real"] = pose_error(oracle, data.images[real], data.factors["yaw"][real])
+    results.update(depth_error(depth_net, images, torch.cat([r.depth for r in renders])))
+    real = slice(-DepthNetConfig().held_out, None)
+    results["de_real"] = depth_error(depth_net, data.images[real], data.depth[real])["de"]
     return results
 
 

@@ -1,5 +1,5 @@
-"""eval.py and reproduce.py: the reprojection error of a generator's own views, the gate formulas, the report cell
-with a missing seed, and one-line refusals."""
+"""eval.py and reproduce.py: the reprojection error of a generator's own views, the tiny metrics' keys, the gate
+formulas, the report cell with a missing seed or a metric an old record lacks, and one-line refusals."""
 
 from __future__ import annotations
 
@@ -10,11 +10,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import volumegan.eval
 from volumegan.eval import main as eval_main
-from volumegan.eval import reprojection
+from volumegan.eval import reprojection, tiny_metrics
+from volumegan.method import lod_at
+from volumegan.metrics3d import DepthNetConfig, OracleConfig, load_depth_net, load_oracle, pose_error
 from volumegan.official import load_volumegan
-from volumegan.reproduce import _cell, gate_rows
+from volumegan.reproduce import BUDGET_KIMG, DIAGNOSTIC_ARMS, _cell, _metric_cell, _recorded, arm_config, gate_rows
 from volumegan.reproduce import main as reproduce_main
+from volumegan.synthetic import load_scenes, scenes_dataset
 
 CHECKPOINT = Path(__file__).with_name("fixtures") / "official_checkpoint_small.pth"
 
@@ -29,6 +33,29 @@ def test_reprojection_of_a_generator_and_the_eval_cli(tmp_path):
     for args, message in ((["--metrics", "fid50k_full"], "need --data"), (["--metrics", "psnr"], "unknown metric")):
         result = CliRunner().invoke(eval_main, ["--ckpt", str(CHECKPOINT), *args])
         assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def test_tiny_metrics_add_depth_and_pose_errors(tmp_path, monkeypatch):
+    """With a 48-scene dataset and nets trained for 3 steps (the defaults' calibration: volumegan/metrics3d.py)."""
+    monkeypatch.setenv("GENFORCE_DATA_DIR", str(tmp_path))
+    oracle, _ = load_oracle(OracleConfig(num_images=48, held_out=16, steps=3, batch_size=8))
+    depth_net, _ = load_depth_net(DepthNetConfig(num_images=48, held_out=16, steps=3, batch_size=8))
+    monkeypatch.setattr(volumegan.eval, "load_oracle", lambda: (oracle, {}))
+    monkeypatch.setattr(volumegan.eval, "load_depth_net", lambda: (depth_net, {}))
+    monkeypatch.setattr(volumegan.eval, "scenes_dataset", lambda: scenes_dataset(48))
+    out = tiny_metrics(load_volumegan(CHECKPOINT).G_ema, count=8, pairs=4)
+    assert list(out)[-5:] == ["pe", "pe_real", "de", "de_valid", "de_real"]  # after the earlier keys, unchanged
+    assert {"yaw_r", "fd", "fd_real", "swap_opacity_change", "re", "re_valid"} <= set(out)
+    assert out["pe"] >= 0 and 0 <= out["de_valid"] <= 1 and all(math.isfinite(out[k]) for k in ("de", "de_real"))
+    data = load_scenes(scenes_dataset(48))  # the real floor: the held-out slice (here all 48 scenes)
+    assert out["pe_real"] == pytest.approx(pose_error(oracle, data.images, data.factors["yaw"]))
+
+
+def test_report_cells_of_metrics_an_old_record_lacks():
+    old, new = {"final": {"fd": 1.0}}, {"final": {"fd": 1.0, "de": 0.02, "pe_real": 2.5}}
+    assert _metric_cell([old, new], "de", "{:.2f}") == "n/a" and _recorded(old, "pe_real", "{:.1f} deg") == "n/a"
+    assert _metric_cell([new, new], "de", "{:.2f}") == "0.02 ± 0.00 (0.02, 0.02)"
+    assert _recorded(new, "pe_real", "{:.1f} deg") == "2.5 deg"
 
 
 def _run(arm: str, yaw: float, change: float, shape: float) -> dict:
@@ -83,3 +110,13 @@ def test_fid_sees_the_generator_with_the_official_evaluation_cameras():
     direct = G(z, None, noise_mode="const", perturb="none")
     torch.manual_seed(1)
     assert torch.equal(view(z, None), direct)
+
+
+def test_the_no_fade_diagnostic_arm_stays_at_the_raw_nerf_image():
+    """--diagnose's second arm: the preset with the fade moved past its budget, i.e. lod = max for every image of
+    it (the preset itself fades from 2 to 4 kimg)."""
+    (overrides,) = DIAGNOSTIC_ARMS.values()
+    for sets, lods in ((overrides, [1.0, 1.0, 1.0]), ([], [1.0, 0.5, 0.0])):
+        vg = arm_config(sets, 0, BUDGET_KIMG, "unused.zip").volumegan
+        training, transition = vg.lod_training_kimg * 1000, vg.lod_transition_kimg * 1000
+        assert [lod_at(n, 1, training, transition) for n in (0, 3000, BUDGET_KIMG * 1000)] == lods
