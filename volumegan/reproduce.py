@@ -335,6 +335,8 @@ def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smok
     """Reproduce VolumeGAN on procedural scenes (tiny) or train and evaluate a paper row."""
     if preset not in config_names():
         raise click.UsageError(f"unknown PRESET={preset!r}; choose one of {', '.join(config_names())}")
+    if sweep + diagnose + report_only > 1 or (preset != "tiny" and (sweep or diagnose)):
+        raise click.UsageError("--sweep, --diagnose and --report-only are tiny-preset runs; give at most one of them")
     if preset != "tiny":
         paper_row("volumegan", preset, data, gpus, Path(outdir or Path("results") / "volumegan" / preset))
         return

@@ -81,6 +81,9 @@ def test_reproduce_refusals(tmp_path):
     assert result.exit_code != 0 and "unknown PRESET" in result.output
     result = runner.invoke(reproduce_main, ["--preset", "ffhq256", "--outdir", str(tmp_path / "row")])
     assert result.exit_code != 0 and "needs DATA=" in result.output and not (tmp_path / "row").exists()
+    for args in (["--sweep", "--diagnose"], ["--diagnose", "--report-only"], ["--preset", "ffhq256", "--diagnose"]):
+        result = runner.invoke(reproduce_main, [*args, "--outdir", str(tmp_path / "x")])
+        assert result.exit_code != 0 and "give at most one of them" in result.output and not (tmp_path / "x").exists()
 
 
 def test_fid_sees_the_generator_with_the_official_evaluation_cameras():
