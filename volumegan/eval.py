@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from common.checkpoint import CheckpointError, load_checkpoint, resolve_resume
 from common.data import DatasetError, ImageDataset
+from common.dist import DeviceError, resolve_device
 from common.metrics import WeightsNotFoundError, build_extractor, compute_fid, compute_kid
 from common.threads import configure_threads
 from volumegan.generator import VolumeGANGenerator
@@ -173,8 +174,8 @@ def main(ckpt: str, data: str | None, metrics: str, mirror: bool | None, num_gen
         raise click.UsageError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}")
     if {"fid50k_full", "kid50k_full"} & set(names) and not data:
         raise click.UsageError("fid50k_full / kid50k_full need --data: the FULL dataset the run was trained on")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
+        dev = resolve_device(device)
         path = resolve_resume(ckpt) if Path(ckpt).is_dir() else Path(ckpt)
         G = load_generator(path, dev)
         reference = extractor = None
@@ -182,7 +183,7 @@ def main(ckpt: str, data: str | None, metrics: str, mirror: bool | None, num_gen
             mirror = run_mirror(path) if mirror is None else mirror
             reference = ImageDataset(data, xflip=mirror)
             extractor = build_extractor("tf_inception", inception_weights, device=dev)
-    except (CheckpointError, DatasetError, WeightsNotFoundError, OSError) as err:
+    except (CheckpointError, DatasetError, DeviceError, WeightsNotFoundError, OSError) as err:
         raise click.ClickException(str(err)) from None
     results: dict[str, float] = {}
     for name in names:

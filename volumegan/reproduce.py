@@ -189,8 +189,8 @@ def run_diagnose(out: Path, seeds: list[int], workers: int, smoke: bool) -> Path
         points = sorted({round(p["kimg"], 1) for r in arm_runs for p in r["curve"]} - {0.0})
         curve = "; ".join(f"{k:g}: " + per_seed([abs(_at(r, k, "yaw_r")) for r in arm_runs]) for k in points)
         rows.append([f"{arm}, {arm_kimg:g} kimg", curve, _cell(_values(arm_runs, "yaw_r", absolute=True), "{:.2f}"),
-                     _cell(_values(arm_runs, "fd"), "{:.1f}"), _metric_cell(arm_runs, "pe", "{:.1f}"),
-                     _metric_cell(arm_runs, "de", "{:.4f}")])
+                     _cell(_values(arm_runs, "fd"), "{:.1f}"), _cell(_values(arm_runs, "pe"), "{:.1f}"),
+                     _cell(_values(arm_runs, "de"), "{:.4f}")])
     report.table(["arm", "|yaw r| per snapshot (kimg: per seed; 256 samples)", "final |yaw r| (512)", "oracle FD",
                   "PE (deg)", "DE"], rows)
     return report.write()
@@ -198,19 +198,6 @@ def run_diagnose(out: Path, seeds: list[int], workers: int, smoke: bool) -> Path
 
 def _values(runs: list[dict[str, Any]], key: str, absolute: bool = False) -> list[float]:
     return [abs(r["final"][key]) if absolute else r["final"][key] for r in runs]
-
-
-def _metric_cell(runs: list[dict[str, Any]], key: str, fmt: str) -> str:
-    """:func:`_cell` of ``key``, or "n/a" where a record predates the metric (``--report-only`` on an old
-    results.json)."""
-    if not all(key in r["final"] for r in runs):
-        return "n/a"
-    return _cell(_values(runs, key), fmt)
-
-
-def _recorded(run: dict[str, Any], key: str, fmt: str) -> str:
-    """One run's final ``key``, or "n/a" where its record predates the metric."""
-    return fmt.format(run["final"][key]) if key in run["final"] else "n/a"
 
 
 def _cell(values: list[float], fmt: str = "{:.3f}") -> str:
@@ -267,7 +254,7 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
                      _cell(_values(arm_runs, "re_valid"), "{:.2f}"),
                      _cell(_values(arm_runs, "swap_shape_follows_structure"), "{:.2f}"),
                      _cell(_values(arm_runs, "swap_hue_follows_texture"), "{:.2f}"),
-                     _metric_cell(arm_runs, "de", "{:.4f}"), _metric_cell(arm_runs, "pe", "{:.1f}"),
+                     _cell(_values(arm_runs, "de"), "{:.4f}"), _cell(_values(arm_runs, "pe"), "{:.1f}"),
                      f"{statistics.median(r['seconds'] for r in arm_runs):.0f}"])
     report.table(["arm", "|yaw r|", "oracle FD (lower better)", "RE (+0.3 rad)", "RE valid px",
                   "swap: shape follows structure", "swap: hue follows texture", "DE (scene units², lower better)",
@@ -275,9 +262,9 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
     report.text(f"Real-vs-real oracle FD (512 vs 512 scenes): {runs[0]['final']['fd_real']:.2f}. RE on the ground "
                 "truth (volumegan/metrics3d.py): consistent views 0.027-0.031, another scene 0.21-0.23, a mirrored "
                 "view 0.18-0.20. Real-data floors on the 500 held-out scenes: DE of their true depth against the "
-                f"depth net {_recorded(runs[0], 'de_real', '{:.4f}')} (another scene's depth 0.019, a flat depth "
+                f"depth net {runs[0]['final']['de_real']:.4f} (another scene's depth 0.019, a flat depth "
                 "0.014; their depth at 16x16 upsampled 0.003-0.040 with the background at 2.7-3.7: "
-                f"volumegan/metrics3d.py), PE of the oracle {_recorded(runs[0], 'pe_real', '{:.2f} deg')} (a "
+                f"volumegan/metrics3d.py), PE of the oracle {runs[0]['final']['pe_real']:.2f} deg (a "
                 f"constant guess of the mean yaw: {CONSTANT_POSE_ERROR:.2f} deg). Swap columns: fraction of the "
                 "pairs whose two donors the oracle tells apart.")
     points = sorted({round(p["kimg"], 1) for r in runs for p in r["curve"]} - {0.0})
