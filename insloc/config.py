@@ -61,6 +61,12 @@ class DataConfig:
     crop_scale: list[float] = field(default_factory=lambda: [0.2, 1.0])
     crop_ratio: list[float] = field(default_factory=lambda: [0.5, 2.0])
     moco_size: int = 224
+    colour_strength: float = 1.0  # scales MoCo v2's colour jitter and grayscale (1: official; the tiny sweep picks)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.colour_strength <= 1:
+            raise ConfigError(f"data.colour_strength must be in [0, 1] (1: the official augmentation), got "
+                              f"{self.colour_strength}")
 
 
 @dataclass

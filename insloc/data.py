@@ -73,11 +73,14 @@ def image_source(path: str | Path, root: str | Path = "") -> ImageList | ImageFi
 
 
 class PixelAugmentation:
-    """The official ``PixelAugPil`` on an RGB uint8 array (MoCo v2's colour augmentation)."""
+    """The official ``PixelAugPil`` on an RGB uint8 array (MoCo v2's colour augmentation). ``colour_strength``
+    scales the jitter's four ranges and the grayscale probability (1: official; the blur stays as it is)."""
 
-    def __init__(self) -> None:
-        self.colour = transforms.Compose([transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-                                          transforms.RandomGrayscale(p=0.2)])
+    def __init__(self, colour_strength: float = 1.0) -> None:
+        s = colour_strength
+        jitter = transforms.ColorJitter(0.4 * s, 0.4 * s, 0.4 * s, 0.1 * s)
+        self.colour = transforms.Compose([transforms.RandomApply([jitter], p=0.8),
+                                          transforms.RandomGrayscale(p=0.2 * s)])
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         picture = self.colour(Image.fromarray(image))
@@ -102,9 +105,9 @@ class CompositionPairs(torch.utils.data.Dataset):
     """(query image, query box, key image, key box) per index: the same foreground on two random backgrounds."""
 
     def __init__(self, images: ImageList | ImageFiles | ArrayImages, cfg: CompositionConfig | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, colour_strength: float = 1.0) -> None:
         self.images, self.cfg, self.seed = images, cfg or CompositionConfig(), seed
-        self.pixels = PixelAugmentation()
+        self.pixels = PixelAugmentation(colour_strength)
 
     def __len__(self) -> int:
         return len(self.images.names)

@@ -82,9 +82,9 @@ class MoCoViews:
     """Two MoCo v2 views of an RGB uint8 image: RandomResizedCrop(``size``, scale (0.2, 1)), the colour
     augmentation of :class:`insloc.data.PixelAugmentation`, a horizontal flip with p 0.5, normalisation."""
 
-    def __init__(self, size: int = 224) -> None:
+    def __init__(self, size: int = 224, colour_strength: float = 1.0) -> None:
         self.crop = transforms.RandomResizedCrop(size, scale=(0.2, 1.0))
-        self.pixels = PixelAugmentation()
+        self.pixels = PixelAugmentation(colour_strength)
 
     def view(self, image: np.ndarray, rng: np.random.Generator) -> Tensor:
         picture = np.asarray(self.crop(Image.fromarray(image)))
@@ -101,8 +101,9 @@ class MoCoPairs(torch.utils.data.Dataset):
     """Two MoCo v2 views per image of the same sources as :class:`insloc.data.CompositionPairs` (item = epoch x len
     + index, every draw from the item's generator)."""
 
-    def __init__(self, images: ImageList | ImageFiles | ArrayImages, size: int = 224, seed: int = 0) -> None:
-        self.images, self.views, self.seed = images, MoCoViews(size), seed
+    def __init__(self, images: ImageList | ImageFiles | ArrayImages, size: int = 224, seed: int = 0,
+                 colour_strength: float = 1.0) -> None:
+        self.images, self.views, self.seed = images, MoCoViews(size, colour_strength), seed
 
     def __len__(self) -> int:
         return len(self.images.names)

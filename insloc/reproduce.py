@@ -5,12 +5,13 @@ object images (the ImageNet stand-in), then the pretrained weights go through th
 :func:`insloc.export.read_encoder` -> torchvision names -> :func:`insloc.detection.load_pretrained`) into a Faster
 R-CNN of the same sizes fine-tuned on procedural COCO-format scenes (the COCO stand-in, written to ``<out>/scenes``).
 
-The regime (labelled scenes, pretraining budget) is chosen by the **baselines alone** (``--sweep``, seed 100, rule
-:data:`SELECTION_RULE`) before any InsLoc-with-box-augmentation run. Arms, seeds 0, 1, 2 (pretraining and fine-tuning
-seed), one thread each in parallel: InsLoc; the control InsLoc **without box augmentation** (the mechanism the
-paper adds on top of copy-paste composition); MoCo v2 (image level, global pooling: the baseline of every paper row);
-random initialisation (transfer only). Measured: the pretext loss per level, the box-robustness probe
-(:func:`insloc.eval.box_robustness`), and the transfer box AP / AP50 / AP75 (reported, not gated).
+The regime (labelled scenes, colour augmentation strength, pretraining budget) is chosen by the **baselines alone**
+(``--sweep``, seed 100, rule :data:`SELECTION_RULE`) before any InsLoc-with-box-augmentation run. Arms, seeds 0, 1, 2
+(pretraining and fine-tuning seed), one thread each in parallel: InsLoc; the control InsLoc **without box
+augmentation** (the mechanism the paper adds on top of copy-paste composition); MoCo v2 (image level, global pooling:
+the baseline of every paper row); random initialisation (transfer only). Measured: the pretext loss per level, the
+box-robustness probe (:func:`insloc.eval.box_robustness`), and the transfer box AP / AP50 / AP75 (reported, not
+gated).
 """
 
 from __future__ import annotations
@@ -49,14 +50,18 @@ TEST_SCENES = 300
 SCENE_SIZE = 96
 PRETRAIN_EPOCHS = (60, 80)  # the budgets the sweep compares (15 iterations per epoch: 900 / 1,200 iterations)
 MIN_RANDOM_AP = 0.10
+COLOUR_STRENGTHS = (1.0, 0.5, 0.25, 0.0)  # data.colour_strength the sweep compares, official first
 SELECTION_RULE = (
     "On sweep seed 100 with the baselines only (random init and MoCo v2 transfer; InsLoc without box augmentation "
-    "for the pretext budget), (1) labelled scenes: the fewest of 32 / 64 / 128 / 256 where the random-init detector "
-    "learns the task (box AP >= 0.10 after the fine-tuning budget), since initialisation matters most with little "
-    "labelled data (spec §8.3); (2) pretraining budget: the smaller of 60 / 80 epochs at which the no-box-"
-    "augmentation baseline's pretext loss has fallen by >= 1.5 nats below ln(K + 1) on every level AND its "
+    "for the pretraining regime), (1) labelled scenes: the fewest of 32 / 64 / 128 / 256 where the random-init "
+    "detector learns the task (box AP >= 0.10 after the fine-tuning budget), since initialisation matters most with "
+    "little labelled data (spec §8.3); (2) pretraining regime (colour augmentation strength s of 1 (official) / 0.5 "
+    "/ 0.25 / 0, scaling MoCo v2's colour jitter and grayscale, and budget 60 / 80 epochs): a regime qualifies when "
+    "the no-box-augmentation baseline's pretext loss has fallen by >= 1.5 nats below ln(K + 1) on every level AND its "
     "retrieval with jittered boxes (IoU 0.5-0.6) is >= 0.05 below its retrieval with true boxes on P5 (the box "
-    "sensitivity box augmentation is meant to remove must exist in the baseline); else the larger."
+    "sensitivity box augmentation is meant to remove must exist in the baseline); the strongest qualifying s, at it "
+    "the smaller qualifying budget; if none qualifies, the regime whose baseline loss fell most (smallest level), "
+    "the regime where the pretext learns most."
 )
 GATES = (
     "Gates, written before any InsLoc-with-box-augmentation run (spec §8.3): (1) pretext: InsLoc's loss falls by "
@@ -66,7 +71,7 @@ GATES = (
     "spread, not gated: InsLoc is said to beat MoCo v2 only if the mean gap exceeds the larger of the two standard "
     "deviations."
 )
-REPORT = {"labelled": 256, "epochs": 80}  # the sweep's choice (README)
+REPORT = {"labelled": 256, "epochs": 80, "colour_strength": 0.0}  # the sweep's choice (README)
 ARMS: dict[str, dict[str, Any] | None] = {  # costliest first: the pool starts them first; None: no pretraining
     "InsLoc": {},
     "InsLoc, no box aug": {"model": {"box_aug_levels": [False, False, False, False]}},
@@ -158,33 +163,36 @@ def _slug(name: str) -> str:
 def run_pipeline(out: Path, jobs: list[tuple[str, dict[str, Any] | None, int, int, list[int]]], workers: int,
                  smoke: bool) -> tuple[list[dict], list[dict]]:
     """Every pretraining job (arm, overrides (None: no pretraining), seed, epochs, labelled counts) and, as each
-    finishes, its transfers (one per labelled count)."""
+    finishes, its transfers (one per labelled count). Pretraining records carry their epochs and colour strength."""
     os.environ.setdefault("GENFORCE_NO_PROGRESS", "1")
     scenes = str(out / "scenes")
     for count in sorted({n for job in jobs for n in job[4]}):
         write_scene_splits(out, count, smoke)
     pretrained, transferred = [], []
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending: dict[Future, tuple[str, list[int]]] = {}
+        pending: dict[Future, tuple[str, list[int], dict[str, Any]]] = {}
         for arm, overrides, seed, epochs, labelled in jobs:
             if overrides is None:
                 for count in labelled:
-                    pending[pool.submit(transfer, arm, None, seed, scenes, count, smoke)] = ("transfer", [count])
+                    pending[pool.submit(transfer, arm, None, seed, scenes, count, smoke)] = ("transfer", [count], {})
             else:
-                run_dir = str(out / "runs" / f"{_slug(arm)}-{epochs}ep-s{seed}")
+                regime = {"epochs": epochs,
+                          "colour_strength": arm_config(overrides, seed, epochs, smoke).data.colour_strength}
+                run_dir = str(out / "runs" / f"{_slug(arm)}-{epochs}ep-c{regime['colour_strength']:g}-s{seed}")
                 job = pool.submit(pretrain, arm, overrides, seed, SMOKE["epochs"] if smoke else epochs, run_dir,
                                   smoke)
-                pending[job] = ("pretrain", labelled)
+                pending[job] = ("pretrain", labelled, regime)
         while pending:
             done = next(as_completed(pending))
-            kind, labelled = pending.pop(done)
+            kind, labelled, regime = pending.pop(done)
             r = done.result()
             if kind == "pretrain":
+                r.update(regime)
                 pretrained.append(r)
                 click.echo(f"pretrained {r['arm']} seed {r['seed']} ({r['seconds']:.0f} s)")
                 for count in labelled:
                     job = pool.submit(transfer, r["arm"], r["run_dir"], r["seed"], scenes, count, smoke)
-                    pending[job] = ("transfer", [count])
+                    pending[job] = ("transfer", [count], {})
             else:
                 r["labelled"] = labelled[0]
                 transferred.append(r)
@@ -193,18 +201,38 @@ def run_pipeline(out: Path, jobs: list[tuple[str, dict[str, Any] | None, int, in
     return pretrained, transferred
 
 
+def choose_regime(baselines: list[dict[str, Any]]) -> tuple[list[list[str]], dict[str, float]]:
+    """:data:`SELECTION_RULE` (2) on the no-box-augmentation baseline's pretraining records: table rows and the
+    chosen {colour_strength, epochs}."""
+    rows, scored = [], []
+    for s in COLOUR_STRENGTHS:
+        for epochs in PRETRAIN_EPOCHS:
+            base = next(p for p in baselines if p["colour_strength"] == s and p["epochs"] == epochs)
+            drop = min(math.log(base["queue"] + 1) - v for k, v in base["final"].items() if k.startswith("loss"))
+            true, jittered = base["probe"]["true_boxes"][-1], base["probe"]["jittered"][-1]
+            ok = drop >= 1.5 and true - jittered >= 0.05
+            scored.append(({"colour_strength": s, "epochs": epochs}, drop, ok))
+            rows.append([f"{s:g}", epochs, f"{drop:.2f}", f"{true:.3f}", f"{jittered:.3f}", f"{true - jittered:.3f}",
+                         "yes" if ok else "no"])
+    qualifying = [regime for regime, _, ok in scored if ok]
+    chosen = qualifying[0] if qualifying else max(scored, key=lambda x: x[1])[0]
+    return rows, chosen
+
+
 def run_sweep(out: Path, workers: int, smoke: bool) -> Path:
     """The baselines (seed 100): random-init transfer at every labelled count; the no-box-augmentation InsLoc at
-    every budget (pretext loss, probe); MoCo v2 and no-box InsLoc transfers at the larger budget (for reading)."""
-    small, large = PRETRAIN_EPOCHS
+    every colour strength and budget (pretext loss, probe); MoCo v2 and no-box InsLoc transfers at the official
+    colour augmentation and the larger budget (for reading)."""
+    large = PRETRAIN_EPOCHS[-1]
     labelled = list(LABELLED)
-    jobs = [("InsLoc, no box aug", ARMS["InsLoc, no box aug"], SWEEP_SEED, large, labelled),
-            ("MoCo v2", ARMS["MoCo v2"], SWEEP_SEED, large, labelled),
-            ("InsLoc, no box aug", ARMS["InsLoc, no box aug"], SWEEP_SEED, small, []),
+    plain, moco, official = ARMS["InsLoc, no box aug"], ARMS["MoCo v2"], {"data": {"colour_strength": 1.0}}
+    assert plain is not None and moco is not None
+    jobs = [("InsLoc, no box aug", {**plain, **official}, SWEEP_SEED, large, labelled),
+            ("MoCo v2", {**moco, **official}, SWEEP_SEED, large, labelled),
             ("random init", None, SWEEP_SEED, 0, labelled)]
+    jobs += [("InsLoc, no box aug", {**plain, "data": {"colour_strength": s}}, SWEEP_SEED, epochs, [])
+             for s in COLOUR_STRENGTHS for epochs in PRETRAIN_EPOCHS if (s, epochs) != (1.0, large)]
     pretrained, transferred = run_pipeline(out, jobs, workers, smoke)
-    for r in pretrained:
-        r["epochs"] = small if f"-{small}ep-" in r["run_dir"] else large
 
     def ap(arm: str, n: int) -> float:
         return next(t["metrics"]["AP"] for t in transferred if t["arm"] == arm and t["labelled"] == n)
@@ -212,32 +240,25 @@ def run_sweep(out: Path, workers: int, smoke: bool) -> Path:
     chosen_labelled = next((n for n in LABELLED if ap("random init", n) >= MIN_RANDOM_AP), LABELLED[-1])
     rows = [[n] + [f"{ap(arm, n):.3f}" for arm in ("random init", "MoCo v2", "InsLoc, no box aug")]
             + ["yes" if ap("random init", n) >= MIN_RANDOM_AP else "no"] for n in LABELLED]
-    budget_rows, chosen_epochs = [], None
-    for epochs in PRETRAIN_EPOCHS:
-        base = next(p for p in pretrained if p["arm"] == "InsLoc, no box aug" and p["epochs"] == epochs)
-        drops = [math.log(base["queue"] + 1) - v for k, v in base["final"].items() if k.startswith("loss")]
-        gap = base["probe"]["true_boxes"][-1] - base["probe"]["jittered"][-1]
-        ok = min(drops) >= 1.5 and gap >= 0.05
-        chosen_epochs = chosen_epochs or (epochs if ok else None)
-        budget_rows.append([epochs, f"{min(drops):.2f}", f"{base['probe']['true_boxes'][-1]:.3f}",
-                            f"{base['probe']['jittered'][-1]:.3f}", f"{gap:.3f}", "yes" if ok else "no"])
-    chosen_epochs = chosen_epochs or PRETRAIN_EPOCHS[-1]
+    regime_rows, regime = choose_regime([p for p in pretrained if p["arm"] == "InsLoc, no box aug"])
     report = Report(out, "InsLoc tiny: regime sweep (seed 100, baselines only)")
     report.text(SELECTION_RULE + (" **Smoke run: numbers mean nothing.**" if smoke else ""))
     report.table(["labelled scenes", "random init AP", f"MoCo v2 ({large} ep) AP",
                   f"InsLoc, no box aug ({large} ep) AP", "random init learns"], rows)
-    report.table(["epochs", "no-box-aug: smallest loss drop (nats)", "P5 retrieval, true boxes", "P5, jittered",
-                  "gap", "qualifies"], budget_rows)
-    report.text(f"**Chosen: {chosen_labelled} labelled scenes, {chosen_epochs} pretraining epochs.**")
+    report.table(["colour strength", "epochs", "no-box-aug: smallest loss drop (nats)", "P5 retrieval, true boxes",
+                  "P5, jittered", "gap", "qualifies"], regime_rows)
+    report.text(f"**Chosen: {chosen_labelled} labelled scenes, colour strength {regime['colour_strength']:g}, "
+                f"{regime['epochs']} pretraining epochs.**")
     (out / "sweep.json").write_text(json.dumps({"pretrained": pretrained, "transferred": transferred,
-                                                "chosen": {"labelled": chosen_labelled, "epochs": chosen_epochs}}))
+                                                "chosen": {"labelled": chosen_labelled, **regime}}))
     return report.write()
 
 
 def run_tiny(out: Path, seeds: list[int], workers: int, smoke: bool) -> Path:
-    """The report arms on the chosen regime: every arm x seed."""
-    epochs = REPORT["epochs"]
-    jobs = [(arm, overrides, seed, epochs, [REPORT["labelled"]]) for arm, overrides in ARMS.items() for seed in seeds]
+    """The report arms on the chosen regime: every arm x seed (pretraining arms at the chosen colour strength)."""
+    epochs, colour = REPORT["epochs"], {"data": {"colour_strength": REPORT["colour_strength"]}}
+    jobs = [(arm, None if overrides is None else {**overrides, **colour}, seed, epochs, [REPORT["labelled"]])
+            for arm, overrides in ARMS.items() for seed in seeds]
     pretrained, transferred = run_pipeline(out, jobs, workers, smoke)
     order = list(ARMS)
     record = {"regime": REPORT, "seeds": seeds, "smoke": smoke, "fine_tune": FINE_TUNE,
@@ -303,8 +324,10 @@ def data_grids(report: Report, seed: int = 0) -> None:
 def write_report(out: Path, record: dict[str, Any]) -> Path:
     pre, tra = _by_arm(record["pretrained"]), _by_arm(record["transferred"])
     report = Report(out, "InsLoc tiny: instance localization pretraining on procedural objects (CPU)")
-    report.text(f"Regime: **{record['regime']['labelled']} labelled scenes, {record['regime']['epochs']} pretraining "
-                f"epochs** (chosen by the baselines alone, `--sweep`); seeds {', '.join(map(str, record['seeds']))} "
+    regime = record["regime"]
+    report.text(f"Regime: **{regime['labelled']} labelled scenes, colour augmentation strength "
+                f"{regime['colour_strength']:g}, {regime['epochs']} pretraining epochs** (chosen by the baselines "
+                f"alone, `--sweep`); seeds {', '.join(map(str, record['seeds']))} "
                 f"(pretraining and fine-tuning); Faster R-CNN fine-tuned {record['fine_tune']['iterations']} "
                 f"iterations, tested on {TEST_SCENES} scenes (COCO box AP through pycocotools)."
                 + (" **Smoke run: numbers mean nothing.**" if record["smoke"] else ""))

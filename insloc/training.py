@@ -91,9 +91,9 @@ def build_dataset(cfg: InsLocConfig) -> torch.utils.data.Dataset:
     else:
         images = image_source(d.path, d.root)
     if cfg.method == "moco":
-        return MoCoPairs(images, d.moco_size, cfg.seed)
+        return MoCoPairs(images, d.moco_size, cfg.seed, d.colour_strength)
     composition = CompositionConfig(d.base_scale, tuple(d.fore_scale), tuple(d.crop_scale), tuple(d.crop_ratio))
-    return CompositionPairs(images, composition, cfg.seed)
+    return CompositionPairs(images, composition, cfg.seed, d.colour_strength)
 
 
 @dataclass

@@ -72,3 +72,34 @@ def test_the_official_list_file_and_its_errors(tmp_path):
     (tmp_path / "empty.txt").write_text("\n")
     with pytest.raises(DatasetError, match="names no image"):
         ImageList(tmp_path / "empty.txt")
+
+
+def test_colour_strength_scales_the_official_pixel_augmentation():
+    from insloc.data import PixelAugmentation
+
+    def ranges(aug):
+        (apply, grey) = aug.colour.transforms
+        jitter = apply.transforms[0]
+        return jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue, apply.p, grey.p
+
+    assert ranges(PixelAugmentation()) == ((0.6, 1.4), (0.6, 1.4), (0.6, 1.4), (-0.1, 0.1), 0.8, 0.2)
+    assert ranges(PixelAugmentation(0.5))[:4] == ((0.8, 1.2), (0.8, 1.2), (0.8, 1.2), (-0.05, 0.05))
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    off = PixelAugmentation(0.0)
+    for seed in range(8):  # strength 0: colours untouched; only the blur (p 0.5) changes pixels
+        rng = np.random.default_rng(seed)
+        blurred = np.random.default_rng(seed).random() < 0.5
+        assert np.array_equal(off(image, rng), image) != blurred
+
+
+def test_build_dataset_passes_the_colour_strength_to_both_methods():
+    from common.config import load_config
+    from insloc.config import InsLocConfig, config_path
+    from insloc.training import build_dataset
+
+    for method in ("insloc", "moco"):
+        cfg = load_config(InsLocConfig, config_path("tiny"), [f"method={method}", "data.synthetic_count=4",
+                                                             "data.colour_strength=0.25"])
+        dataset = build_dataset(cfg)
+        pixels = dataset.pixels if method == "insloc" else dataset.views.pixels
+        assert pixels.colour.transforms[1].p == pytest.approx(0.05)

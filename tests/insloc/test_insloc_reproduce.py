@@ -17,10 +17,33 @@ def test_sweep_smoke_applies_the_rule(tmp_path):
     record = json.loads((tmp_path / "sweep.json").read_text())
     assert record["chosen"]["labelled"] in reproduce.LABELLED
     assert record["chosen"]["epochs"] in reproduce.PRETRAIN_EPOCHS
+    assert record["chosen"]["colour_strength"] in reproduce.COLOUR_STRENGTHS
     assert {t["arm"] for t in record["transferred"]} == {"InsLoc, no box aug", "MoCo v2", "random init"}
-    assert sorted(p["epochs"] for p in record["pretrained"] if p["arm"] == "InsLoc, no box aug") == sorted(
-        reproduce.PRETRAIN_EPOCHS)
+    regimes = sorted((p["colour_strength"], p["epochs"]) for p in record["pretrained"]
+                     if p["arm"] == "InsLoc, no box aug")
+    assert regimes == sorted((s, e) for s in reproduce.COLOUR_STRENGTHS for e in reproduce.PRETRAIN_EPOCHS)
+    assert {p["colour_strength"] for p in record["pretrained"] if p["arm"] == "MoCo v2"} == {1.0}
     assert not any(p["arm"] == "InsLoc" for p in record["pretrained"])  # baselines only
+
+
+def _baseline(colour_strength, epochs, drop, gap, k=1024):
+    ln = math.log(k + 1)
+    return {"colour_strength": colour_strength, "epochs": epochs, "queue": k,
+            "final": {"loss_p2": ln - drop, "loss_p5": ln - drop - 0.3, "acc_p5": 0.5},
+            "probe": {"true_boxes": [0, 0, 0, 0.2], "jittered": [0, 0, 0, 0.2 - gap]}}
+
+
+def test_regime_rule_takes_the_strongest_qualifying_colour_then_the_smaller_budget():
+    small, large = reproduce.PRETRAIN_EPOCHS
+    drops = {(1.0, small): 0.2, (1.0, large): 0.3, (0.5, small): 1.4, (0.5, large): 1.6, (0.25, small): 1.7,
+             (0.25, large): 1.8, (0.0, small): 2.0, (0.0, large): 2.2}
+    runs = [_baseline(s, e, d, 0.1) for (s, e), d in drops.items()]
+    rows, chosen = reproduce.choose_regime(runs)
+    assert chosen == {"colour_strength": 0.5, "epochs": large} and len(rows) == 8
+    assert [r[-1] for r in rows] == ["no", "no", "no", "yes", "yes", "yes", "yes", "yes"]
+    for run in runs:  # no box sensitivity in any baseline: nothing qualifies, the largest loss drop is taken
+        run["probe"]["jittered"][3] = 0.19
+    assert reproduce.choose_regime(runs)[1] == {"colour_strength": 0.0, "epochs": large}
 
 
 def test_tiny_report_smoke_and_report_only(tmp_path):
@@ -33,6 +56,8 @@ def test_tiny_report_smoke_and_report_only(tmp_path):
     assert [r["arm"] for r in record["transferred"]] == list(reproduce.ARMS)
     pretrained = {r["arm"]: r for r in record["pretrained"]}
     assert pretrained["InsLoc"]["probe"]["jittered"] and "probe" not in pretrained["MoCo v2"]
+    colour = reproduce.REPORT["colour_strength"]
+    assert all(r["colour_strength"] == colour and f"-c{colour:g}-" in r["run_dir"] for r in record["pretrained"])
     assert record["transferred"][-1]["untouched_parameters"] is None  # random init loads nothing
     (tmp_path / "report.md").unlink()
     result = CliRunner().invoke(reproduce.main, ["--report-only", "--outdir", str(tmp_path)])
@@ -54,3 +79,12 @@ def test_gates_follow_the_written_rule():
     assert gain.startswith("+0.067") and "2/3 seeds" in gain and gain_ok == "yes"
     runs["InsLoc"][1]["probe"]["jittered"][3] = 0.25  # one win of three: the gate fails though the mean is > 0
     assert reproduce.gate_rows(runs)[1][2] == "**no**"
+
+
+def test_the_tiny_config_holds_the_sweeps_choice():
+    from common.config import load_config
+    from insloc.config import InsLocConfig, config_path
+
+    cfg = load_config(InsLocConfig, config_path("tiny"))
+    assert (cfg.train.epochs, cfg.data.colour_strength) == (reproduce.REPORT["epochs"],
+                                                            reproduce.REPORT["colour_strength"])
