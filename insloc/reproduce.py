@@ -348,10 +348,14 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
                  probe_rows)
     report.text("Probe: 256 composites the runs never drew; top-1 retrieval of each query's key among the 256 keys "
                 "(chance 0.004), the query pooled with its true box or with an anchor of IoU 0.5-0.6 with it.")
-    losses = {f"{arm} P{level} s{r['seed']}": _curve(r["run_dir"], f"loss_p{level}")
-              for arm in ("InsLoc", "InsLoc, no box aug") for r in pre[arm] for level in (2, 5)}
-    losses.update({f"MoCo v2 s{r['seed']}": _curve(r["run_dir"], "loss") for r in pre["MoCo v2"]})
-    report.curves("pretext_loss.png", losses, "Pretext InfoNCE per level (per seed)", "iteration", "loss (nats)")
+    panels = {arm: {f"P{level} s{r['seed']}": _curve(r["run_dir"], f"loss_p{level}") for r in pre[arm]
+                    for level in (2, 5)} for arm in ("InsLoc", "InsLoc, no box aug")}
+    panels["MoCo v2"] = {f"s{r['seed']}": _curve(r["run_dir"], "loss") for r in pre["MoCo v2"]}
+    values = [v for panel in panels.values() for _, ys in panel.values() for v in ys]
+    ylim = (min(values) - 0.1, max(values) + 0.1) if values else None
+    for arm, panel in panels.items():  # one panel per arm on a shared scale: at most 6 curves each
+        report.curves(f"pretext_loss_{_slug(arm)}.png", panel, f"{arm}: pretext InfoNCE (per seed)", "iteration",
+                      "loss (nats)", ylim)
     data_grids(report)
     return report.write()
 
