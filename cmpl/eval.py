@@ -88,7 +88,7 @@ def main(ckpt: str, views: str | None, device: str | None) -> None:
     except DeviceError as err:
         raise click.UsageError(str(err)) from None
     with user_errors():
-        path = checkpoint.resolve_resume(ckpt)
+        path = checkpoint.resolve_resume(ckpt, flag="--ckpt")
         saved = checkpoint.load_checkpoint(path)
         if saved.get("config") is None or "primary" not in saved["modules"]:
             raise checkpoint.CheckpointError(f"{path} is not a CMPL snapshot (no config or primary network)")

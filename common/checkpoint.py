@@ -328,21 +328,21 @@ def _pid_alive(tmp: Path) -> bool:
     return True
 
 
-def resolve_resume(path: str | os.PathLike, prefix: str = "snapshot") -> Path:
-    """A snapshot file as given, or the latest snapshot inside a run dir."""
+def resolve_resume(path: str | os.PathLike, prefix: str = "snapshot", flag: str = "--resume") -> Path:
+    """A snapshot file as given, or the latest snapshot inside a run dir; messages name the CLI ``flag``."""
     path = Path(path)
     if path.is_dir():
         snaps = CheckpointManager(path, prefix=prefix).snapshots()
         if not snaps:
-            raise CheckpointError(f"--resume {path}: the run dir holds no {prefix}-*.pt snapshot yet")
+            raise CheckpointError(f"{flag} {path}: the run dir holds no {prefix}-*.pt snapshot yet")
         complete = [snap for snap in snaps if _complete_zip(snap)]
         if not complete:
-            raise CheckpointError(f"--resume {path}: every {prefix}-*.pt snapshot there is truncated or corrupt "
+            raise CheckpointError(f"{flag} {path}: every {prefix}-*.pt snapshot there is truncated or corrupt "
                                   f"({', '.join(s.name for s in snaps)}); the run has to start again")
         if complete[-1] != snaps[-1]:
             skipped = ", ".join(s.name for s in snaps if s not in complete and s.name > complete[-1].name)
-            dist.print0(f"--resume {path}: {skipped} truncated or corrupt; resuming from {complete[-1].name}")
+            dist.print0(f"{flag} {path}: {skipped} truncated or corrupt; using {complete[-1].name}")
         return complete[-1]
     if not path.is_file():
-        raise CheckpointError(f"--resume {path}: no such file or run dir")
+        raise CheckpointError(f"{flag} {path}: no such file or run dir")
     return path

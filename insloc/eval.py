@@ -59,7 +59,7 @@ def main(ckpt: str, count: int, seed: int) -> None:
     """Box-augmentation robustness (retrieval with jittered query boxes) per FPN level, as JSON."""
     configure_threads()
     with user_errors():
-        path = checkpoint.resolve_resume(ckpt)
+        path = checkpoint.resolve_resume(ckpt, flag="--ckpt")
         saved = checkpoint.load_checkpoint(path)
         if saved.get("config") is None:
             raise checkpoint.CheckpointError(f"{path} holds no config: not an insloc.train snapshot")

@@ -174,7 +174,7 @@ def read_encoder(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Tensor]
     ``backbone.*``, nothing else), or of an official checkpoint (mmcv ``{'meta', 'state_dict', 'optimizer'}``, or a
     bare state dict: :func:`official_encoder_state`), read weights-only."""
     if Path(path).is_dir():
-        path = resolve_resume(path)
+        path = resolve_resume(path, flag="--ckpt")
     saved = read_weights(path)
     if not isinstance(saved, Mapping):
         raise CheckpointError(f"{path} holds a {type(saved).__name__}, not an mmcv checkpoint or a state dict")

@@ -5,9 +5,10 @@ object images (the ImageNet stand-in), then the pretrained weights go through th
 :func:`insloc.export.read_encoder` -> torchvision names -> :func:`insloc.detection.load_pretrained`) into a Faster
 R-CNN of the same sizes fine-tuned on procedural COCO-format scenes (the COCO stand-in, written to ``<out>/scenes``).
 
-The regime (labelled scenes, colour augmentation strength, pretraining budget) is chosen by the **baselines alone**
-(``--sweep``, seed 100, rule :data:`SELECTION_RULE`) before any InsLoc-with-box-augmentation run. Arms, seeds 0, 1, 2
-(pretraining and fine-tuning seed), one thread each in parallel: InsLoc; the control InsLoc **without box
+The regime (labelled scenes, colour augmentation strength, pretraining budget; then queue size and learning rate) is
+chosen by the **baselines alone** (``--sweep``: stage 1 on seed 100, rule :data:`SELECTION_RULE`; stage 2 on seeds
+100 and 101, rule :data:`SETTING_RULE`). Arms, seeds 3, 4, 5 (pretraining and fine-tuning seed; 0-2 reported the
+stage-1 regime, README), one thread each in parallel: InsLoc; the control InsLoc **without box
 augmentation** (the mechanism the paper adds on top of copy-paste composition); MoCo v2 (image level, global pooling:
 the baseline of every paper row); random initialisation (transfer only). Measured: the pretext loss per level, the
 box-robustness probe (:func:`insloc.eval.box_robustness`), and the transfer box AP / AP50 / AP75 (reported, not
@@ -23,6 +24,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -45,12 +47,16 @@ from insloc.training import build_dataset, train_insloc
 from insloc.transfer import evaluate, fine_tune
 
 SWEEP_SEED = 100
+SETTING_SEEDS = (100, 101)  # stage 2 of the sweep
+REPORT_SEEDS = (3, 4, 5)
 LABELLED = (32, 64, 128, 256)  # labelled training scenes, fewest first
 TEST_SCENES = 300
 SCENE_SIZE = 96
 PRETRAIN_EPOCHS = (60, 80)  # the budgets the sweep compares (15 iterations per epoch: 900 / 1,200 iterations)
 MIN_RANDOM_AP = 0.10
 COLOUR_STRENGTHS = (1.0, 0.5, 0.25, 0.0)  # data.colour_strength the sweep compares, official first
+STAGE1 = {"model.queue_size": 1024, "optim.lr": 0.015}  # stage 1's queue and rate (spec §8.3); dotted: no clash
+SETTINGS = ((1024, 0.015), (1024, 0.0075), (256, 0.015), (256, 0.0075))  # stage 2: (queue, lr), in preference order
 SELECTION_RULE = (
     "On sweep seed 100 with the baselines only (random init and MoCo v2 transfer; InsLoc without box augmentation "
     "for the pretraining regime), (1) labelled scenes: the fewest of 32 / 64 / 128 / 256 where the random-init "
@@ -62,6 +68,18 @@ SELECTION_RULE = (
     "sensitivity box augmentation is meant to remove must exist in the baseline); the strongest qualifying s, at it "
     "the smaller qualifying budget; if none qualifies, the regime whose baseline loss fell most (smallest level), "
     "the regime where the pretext learns most."
+)
+SETTING_RULE = (
+    "Stage 2, written before its runs (after the tiny report at stage 1's regime, queue 1,024 and lr 0.015, had "
+    "failed gate 1 and after a post-hoc check of both InsLoc arms at queue 256 on seeds 0-2; README): at stage 1's "
+    "colour strength and budget, the no-box-augmentation baseline on sweep seeds 100 and 101 at queue K of 1,024 / "
+    "256 and learning rate 0.015 / 0.0075 (batch 32). A setting qualifies when its pretext loss has fallen by >= 1.5 "
+    "nats below ln(K + 1) on every level (smallest level, mean over the two seeds), neither seed has collapsed "
+    "(smallest-level drop >= 0.5 nats) and its P5 retrieval with jittered boxes is >= 0.05 below that with true "
+    "boxes (mean). Taken: the first qualifying setting in the order (1,024, 0.015), (1,024, 0.0075), (256, 0.015), "
+    "(256, 0.0075) (the spec's calibration first; the learning rate, which no InsLoc run has tried, before the "
+    "queue); if none qualifies, the setting with the largest mean drop. The report then uses seeds 3, 4, 5, which no "
+    "run has used before."
 )
 GATES = (
     "Gates, written before any InsLoc-with-box-augmentation run (spec §8.3): (1) pretext: InsLoc's loss falls by "
@@ -84,10 +102,9 @@ TINY_DETECTOR = {"anchor_sizes": (8, 16, 32, 64, 128), "rois_per_image": 64, "pr
 
 
 def arm_config(overrides: dict[str, Any], seed: int, epochs: int, smoke: bool) -> InsLocConfig:
-    sets = set_overrides(overrides) + [f"seed={seed}", f"train.epochs={epochs}", "train.log_every=25",
-                                       f"train.snapshot_every={10**9}"]
-    if smoke:
-        sets += ["data.synthetic_count=64", "model.queue_size=64", "optim.warmup_epochs=0"]
+    smaller = ["data.synthetic_count=64", "model.queue_size=64", "optim.warmup_epochs=0"] if smoke else []
+    sets = smaller + set_overrides(overrides) + [f"seed={seed}", f"train.epochs={epochs}", "train.log_every=25",
+                                                 f"train.snapshot_every={10**9}"]  # an arm's own queue wins
     return load_config(InsLocConfig, config_path("tiny"), sets)
 
 
@@ -99,7 +116,7 @@ def pretrain(arm: str, overrides: dict[str, Any], seed: int, epochs: int, run_di
     start = time.perf_counter()
     result = train_insloc(cfg, run_dir)
     out: dict[str, Any] = {"arm": arm, "seed": seed, "seconds": time.perf_counter() - start, "run_dir": run_dir,
-                           "queue": cfg.model.queue_size, "final": pretext_losses(run_dir)}
+                           "queue": cfg.model.queue_size, "lr": cfg.optim.lr, "final": pretext_losses(run_dir)}
     if cfg.method == "insloc":
         probe_cfg = arm_config(overrides, 10_000 + seed, epochs, smoke)  # composites the run never drew
         out["probe"] = box_robustness(result.model.encoder_q, build_dataset(probe_cfg),
@@ -163,7 +180,8 @@ def _slug(name: str) -> str:
 def run_pipeline(out: Path, jobs: list[tuple[str, dict[str, Any] | None, int, int, list[int]]], workers: int,
                  smoke: bool) -> tuple[list[dict], list[dict]]:
     """Every pretraining job (arm, overrides (None: no pretraining), seed, epochs, labelled counts) and, as each
-    finishes, its transfers (one per labelled count). Pretraining records carry their epochs and colour strength."""
+    finishes, its transfers (one per labelled count). Pretraining records carry their epochs and colour strength;
+    run dirs are named by arm, epochs, colour strength, queue, learning rate and seed."""
     os.environ.setdefault("GENFORCE_NO_PROGRESS", "1")
     scenes = str(out / "scenes")
     for count in sorted({n for job in jobs for n in job[4]}):
@@ -176,9 +194,10 @@ def run_pipeline(out: Path, jobs: list[tuple[str, dict[str, Any] | None, int, in
                 for count in labelled:
                     pending[pool.submit(transfer, arm, None, seed, scenes, count, smoke)] = ("transfer", [count], {})
             else:
-                regime = {"epochs": epochs,
-                          "colour_strength": arm_config(overrides, seed, epochs, smoke).data.colour_strength}
-                run_dir = str(out / "runs" / f"{_slug(arm)}-{epochs}ep-c{regime['colour_strength']:g}-s{seed}")
+                cfg = arm_config(overrides, seed, epochs, smoke)
+                regime = {"epochs": epochs, "colour_strength": cfg.data.colour_strength}
+                run_dir = str(out / "runs" / f"{_slug(arm)}-{epochs}ep-c{cfg.data.colour_strength:g}-"
+                                             f"q{cfg.model.queue_size}-lr{cfg.optim.lr:g}-s{seed}")
                 job = pool.submit(pretrain, arm, overrides, seed, SMOKE["epochs"] if smoke else epochs, run_dir,
                                   smoke)
                 pending[job] = ("pretrain", labelled, regime)
@@ -201,6 +220,11 @@ def run_pipeline(out: Path, jobs: list[tuple[str, dict[str, Any] | None, int, in
     return pretrained, transferred
 
 
+def smallest_drop(run: dict[str, Any]) -> float:
+    """How far the pretext loss of a run ended below ln(K + 1), on its worst level."""
+    return min(math.log(run["queue"] + 1) - v for k, v in run["final"].items() if k.startswith("loss"))
+
+
 def choose_regime(baselines: list[dict[str, Any]]) -> tuple[list[list[str]], dict[str, float]]:
     """:data:`SELECTION_RULE` (2) on the no-box-augmentation baseline's pretraining records: table rows and the
     chosen {colour_strength, epochs}."""
@@ -208,7 +232,7 @@ def choose_regime(baselines: list[dict[str, Any]]) -> tuple[list[list[str]], dic
     for s in COLOUR_STRENGTHS:
         for epochs in PRETRAIN_EPOCHS:
             base = next(p for p in baselines if p["colour_strength"] == s and p["epochs"] == epochs)
-            drop = min(math.log(base["queue"] + 1) - v for k, v in base["final"].items() if k.startswith("loss"))
+            drop = smallest_drop(base)
             true, jittered = base["probe"]["true_boxes"][-1], base["probe"]["jittered"][-1]
             ok = drop >= 1.5 and true - jittered >= 0.05
             scored.append(({"colour_strength": s, "epochs": epochs}, drop, ok))
@@ -219,18 +243,60 @@ def choose_regime(baselines: list[dict[str, Any]]) -> tuple[list[list[str]], dic
     return rows, chosen
 
 
+def choose_setting(baselines: list[dict[str, Any]]) -> tuple[list[list[str]], dict[str, float]]:
+    """:data:`SETTING_RULE` on the no-box-augmentation baseline's stage-2 records (both seeds of every setting):
+    table rows and the chosen {queue, lr}."""
+    rows, scored = [], []
+    for queue, lr in SETTINGS:
+        runs = sorted((p for p in baselines if p["queue"] == queue and p["lr"] == lr), key=lambda p: p["seed"])
+        drops = [smallest_drop(p) for p in runs]
+        gaps = [p["probe"]["true_boxes"][-1] - p["probe"]["jittered"][-1] for p in runs]
+        drop, gap = statistics.mean(drops), statistics.mean(gaps)
+        ok = drop >= 1.5 and min(drops) >= 0.5 and gap >= 0.05
+        scored.append(({"queue": queue, "lr": lr}, drop, ok))
+        rows.append([f"{queue:,}", f"{lr:g}", per_seed(drops, "{:.2f}"), f"{drop:.2f}", per_seed(gaps, "{:.3f}"),
+                     f"{gap:.3f}", "yes" if ok else "no"])
+    qualifying = [setting for setting, _, ok in scored if ok]
+    chosen = qualifying[0] if qualifying else max(scored, key=lambda x: x[1])[0]
+    return rows, chosen
+
+
+def stage_two(out: Path, regime: dict[str, float], workers: int, smoke: bool,
+              done: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The no-box-augmentation baseline at ``regime`` (stage 1's colour strength and epochs) for every (queue, lr)
+    of :data:`SETTINGS` on :data:`SETTING_SEEDS`; a run already in ``done`` (stage 1's) is taken from there."""
+    plain = ARMS["InsLoc, no box aug"]
+    assert plain is not None
+
+    def same(p: dict[str, Any], seed: int, queue: int, lr: float) -> bool:
+        return (p["arm"], p["seed"], p["queue"], p["lr"], p["epochs"], p["colour_strength"]) == (
+            "InsLoc, no box aug", seed, queue, lr, regime["epochs"], regime["colour_strength"])
+
+    reused = [p for p in done for seed in SETTING_SEEDS for queue, lr in SETTINGS if same(p, seed, queue, lr)]
+    jobs = [("InsLoc, no box aug", {**plain, "data.colour_strength": regime["colour_strength"],
+                                    "model.queue_size": queue, "optim.lr": lr}, seed, regime["epochs"], [])
+            for seed in SETTING_SEEDS for queue, lr in SETTINGS if not any(same(p, seed, queue, lr) for p in reused)]
+    return run_pipeline(out, jobs, workers, smoke)[0] + reused
+
+
 def run_sweep(out: Path, workers: int, smoke: bool) -> Path:
-    """The baselines (seed 100): random-init transfer at every labelled count; the no-box-augmentation InsLoc at
-    every colour strength and budget (pretext loss, probe); MoCo v2 and no-box InsLoc transfers at the official
-    colour augmentation and the larger budget (for reading)."""
+    """The baselines only. Stage 1 (seed 100): random-init transfer at every labelled count; the
+    no-box-augmentation InsLoc at every colour strength and budget (pretext loss, probe); MoCo v2 and no-box InsLoc
+    transfers at the official colour augmentation and the larger budget (for reading). Stage 2 (seeds 100, 101):
+    the no-box-augmentation InsLoc at stage 1's choice and every (queue, lr) of :data:`SETTINGS` (the first setting
+    on seed 100 is stage 1's run)."""
     large = PRETRAIN_EPOCHS[-1]
     labelled = list(LABELLED)
-    plain, moco, official = ARMS["InsLoc, no box aug"], ARMS["MoCo v2"], {"data": {"colour_strength": 1.0}}
+    plain, moco = ARMS["InsLoc, no box aug"], ARMS["MoCo v2"]
     assert plain is not None and moco is not None
-    jobs = [("InsLoc, no box aug", {**plain, **official}, SWEEP_SEED, large, labelled),
-            ("MoCo v2", {**moco, **official}, SWEEP_SEED, large, labelled),
+
+    def colour(s: float) -> dict[str, Any]:
+        return {**STAGE1, "data.colour_strength": s}
+
+    jobs = [("InsLoc, no box aug", {**plain, **colour(1.0)}, SWEEP_SEED, large, labelled),
+            ("MoCo v2", {**moco, **colour(1.0)}, SWEEP_SEED, large, labelled),
             ("random init", None, SWEEP_SEED, 0, labelled)]
-    jobs += [("InsLoc, no box aug", {**plain, "data": {"colour_strength": s}}, SWEEP_SEED, epochs, [])
+    jobs += [("InsLoc, no box aug", {**plain, **colour(s)}, SWEEP_SEED, epochs, [])
              for s in COLOUR_STRENGTHS for epochs in PRETRAIN_EPOCHS if (s, epochs) != (1.0, large)]
     pretrained, transferred = run_pipeline(out, jobs, workers, smoke)
 
@@ -241,16 +307,23 @@ def run_sweep(out: Path, workers: int, smoke: bool) -> Path:
     rows = [[n] + [f"{ap(arm, n):.3f}" for arm in ("random init", "MoCo v2", "InsLoc, no box aug")]
             + ["yes" if ap("random init", n) >= MIN_RANDOM_AP else "no"] for n in LABELLED]
     regime_rows, regime = choose_regime([p for p in pretrained if p["arm"] == "InsLoc, no box aug"])
-    report = Report(out, "InsLoc tiny: regime sweep (seed 100, baselines only)")
-    report.text(SELECTION_RULE + (" **Smoke run: numbers mean nothing.**" if smoke else ""))
+    settled = stage_two(out, regime, workers, smoke, pretrained)
+    setting_rows, setting = choose_setting(settled)
+    report = Report(out, "InsLoc tiny: regime sweep (seeds 100 and 101, baselines only)")
+    report.text("Stage 1. " + SELECTION_RULE + (" **Smoke run: numbers mean nothing.**" if smoke else ""))
     report.table(["labelled scenes", "random init AP", f"MoCo v2 ({large} ep) AP",
                   f"InsLoc, no box aug ({large} ep) AP", "random init learns"], rows)
     report.table(["colour strength", "epochs", "no-box-aug: smallest loss drop (nats)", "P5 retrieval, true boxes",
                   "P5, jittered", "gap", "qualifies"], regime_rows)
-    report.text(f"**Chosen: {chosen_labelled} labelled scenes, colour strength {regime['colour_strength']:g}, "
+    report.text(f"**Stage 1 chose: {chosen_labelled} labelled scenes, colour strength {regime['colour_strength']:g}, "
                 f"{regime['epochs']} pretraining epochs.**")
-    (out / "sweep.json").write_text(json.dumps({"pretrained": pretrained, "transferred": transferred,
-                                                "chosen": {"labelled": chosen_labelled, **regime}}))
+    report.text(SETTING_RULE)
+    report.table(["queue K", "lr", "no-box-aug: smallest loss drop (nats), per seed", "mean",
+                  "P5 true - jittered retrieval, per seed", "mean", "qualifies"], setting_rows)
+    report.text(f"**Stage 2 chose: queue {setting['queue']:,}, lr {setting['lr']:g}.**")
+    (out / "sweep.json").write_text(json.dumps({"pretrained": pretrained, "settings": settled,
+                                                "transferred": transferred,
+                                                "chosen": {"labelled": chosen_labelled, **regime, **setting}}))
     return report.write()
 
 
@@ -258,7 +331,8 @@ def run_tiny(out: Path, seeds: list[int], workers: int, smoke: bool) -> Path:
     """The report arms on the chosen regime (labelled scenes :data:`REPORT_LABELLED`; the tiny preset's epochs and
     colour strength): every arm x seed."""
     tiny = load_config(InsLocConfig, config_path("tiny"))
-    regime = {"labelled": REPORT_LABELLED, "epochs": tiny.train.epochs, "colour_strength": tiny.data.colour_strength}
+    regime = {"labelled": REPORT_LABELLED, "epochs": tiny.train.epochs, "colour_strength": tiny.data.colour_strength,
+              "queue": tiny.model.queue_size, "lr": tiny.optim.lr}
     jobs = [(arm, overrides, seed, tiny.train.epochs, [REPORT_LABELLED]) for arm, overrides in ARMS.items()
             for seed in seeds]
     pretrained, transferred = run_pipeline(out, jobs, workers, smoke)
@@ -287,8 +361,7 @@ def _yes(ok: bool) -> str:
 
 def gate_rows(pretrained: dict[str, list[dict[str, Any]]]) -> list[list[str]]:
     """The two gates of :data:`GATES`: (gate, measured, holds)."""
-    drops = [min(math.log(r["queue"] + 1) - v for k, v in r["final"].items() if k.startswith("loss"))
-             for r in pretrained["InsLoc"]]
+    drops = [smallest_drop(r) for r in pretrained["InsLoc"]]
     box = {r["seed"]: r["probe"]["jittered"][-1] for r in pretrained["InsLoc"]}
     plain = {r["seed"]: r["probe"]["jittered"][-1] for r in pretrained["InsLoc, no box aug"]}
     gains = [box[s] - plain[s] for s in sorted(set(box) & set(plain))]
@@ -328,7 +401,8 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
     report = Report(out, "InsLoc tiny: instance localization pretraining on procedural objects (CPU)")
     regime = record["regime"]
     report.text(f"Regime: **{regime['labelled']} labelled scenes, colour augmentation strength "
-                f"{regime['colour_strength']:g}, {regime['epochs']} pretraining epochs** (chosen by the baselines "
+                f"{regime['colour_strength']:g}, {regime['epochs']} pretraining epochs, queue {regime['queue']:,}, "
+                f"lr {regime['lr']:g}** (chosen by the baselines "
                 f"alone, `--sweep`); seeds {', '.join(map(str, record['seeds']))} "
                 f"(pretraining and fine-tuning); Faster R-CNN fine-tuned {record['fine_tune']['iterations']} "
                 f"iterations, tested on {TEST_SCENES} scenes (COCO box AP through pycocotools)."
@@ -363,8 +437,8 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
 
 
 @click.command()
-@reproduce_options("insloc", workers=2)
-@click.option("--sweep", is_flag=True, help="Tiny: the baseline-only regime sweep (seed 100).")
+@reproduce_options("insloc", seeds=REPORT_SEEDS, workers=2)
+@click.option("--sweep", is_flag=True, help="Tiny: the baseline-only regime sweep (seeds 100, 101).")
 def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smoke: bool, report_only: bool,
          outdir: str | None, sweep: bool) -> None:
     """Reproduce InsLoc on procedural objects (tiny) or pretrain a paper row on ImageNet."""

@@ -49,7 +49,7 @@ def main(ckpt: str, data: str, metrics: str, num_gen: int, inception_weights: st
         raise click.UsageError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}")
     try:
         dev = resolve_device(device)
-        path = resolve_resume(ckpt) if Path(ckpt).is_dir() else Path(ckpt)
+        path = resolve_resume(ckpt, flag="--ckpt") if Path(ckpt).is_dir() else Path(ckpt)
         nets = load_networks(path, dev)
         G = (nets.G_ema if nets.G_ema is not None else nets.G).eval()
         reference = ImageDataset(data)

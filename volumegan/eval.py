@@ -176,7 +176,7 @@ def main(ckpt: str, data: str | None, metrics: str, mirror: bool | None, num_gen
         raise click.UsageError("fid50k_full / kid50k_full need --data: the FULL dataset the run was trained on")
     try:
         dev = resolve_device(device)
-        path = resolve_resume(ckpt) if Path(ckpt).is_dir() else Path(ckpt)
+        path = resolve_resume(ckpt, flag="--ckpt") if Path(ckpt).is_dir() else Path(ckpt)
         G = load_generator(path, dev)
         reference = extractor = None
         if {"fid50k_full", "kid50k_full"} & set(names):

@@ -84,7 +84,7 @@ def main(
         raise click.UsageError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
-        path = resolve_resume(ckpt) if Path(ckpt).is_dir() else Path(ckpt)
+        path = resolve_resume(ckpt, flag="--ckpt") if Path(ckpt).is_dir() else Path(ckpt)
         if mirror is None:
             mirror = run_mirror(path)
         nets = load_networks(path, dev)

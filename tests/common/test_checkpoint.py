@@ -124,6 +124,8 @@ def test_keep_last_n_and_resolve_resume(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="holds no snapshot"):
         checkpoint.resolve_resume(tmp_path / "empty")
+    with pytest.raises(CheckpointError, match="^--ckpt .*missing: no such file"):  # the flag the user typed
+        checkpoint.resolve_resume(tmp_path / "missing", flag="--ckpt")
 
 
 def test_sigkill_between_snapshots_then_resume_is_bitwise_identical(tmp_path):
@@ -199,7 +201,7 @@ def test_resume_skips_a_truncated_latest_snapshot_and_says_so(tmp_path, capsys):
     latest = tmp_path / "snapshot-000000030.pt"
     latest.write_bytes(latest.read_bytes()[:300])  # a cut-off copy
     assert checkpoint.resolve_resume(tmp_path) == tmp_path / "snapshot-000000020.pt"
-    assert "snapshot-000000030.pt truncated or corrupt; resuming from snapshot-000000020.pt" in capsys.readouterr().out
+    assert "snapshot-000000030.pt truncated or corrupt; using snapshot-000000020.pt" in capsys.readouterr().out
     assert latest.is_file()  # left in place: training past step 30 replaces it
     for step in (10, 20):
         (tmp_path / f"snapshot-{step:09d}.pt").write_bytes(b"")

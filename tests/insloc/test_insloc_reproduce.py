@@ -13,7 +13,8 @@ from insloc import reproduce
 def test_sweep_smoke_applies_the_rule(tmp_path):
     path = reproduce.run_sweep(tmp_path, workers=1, smoke=True)
     text = path.read_text()
-    assert "**Chosen:" in text and reproduce.SELECTION_RULE in text
+    assert "**Stage 1 chose:" in text and "**Stage 2 chose:" in text and reproduce.SELECTION_RULE in text
+    assert reproduce.SETTING_RULE in text
     record = json.loads((tmp_path / "sweep.json").read_text())
     assert record["chosen"]["labelled"] in reproduce.LABELLED
     assert record["chosen"]["epochs"] in reproduce.PRETRAIN_EPOCHS
@@ -23,12 +24,19 @@ def test_sweep_smoke_applies_the_rule(tmp_path):
                      if p["arm"] == "InsLoc, no box aug")
     assert regimes == sorted((s, e) for s in reproduce.COLOUR_STRENGTHS for e in reproduce.PRETRAIN_EPOCHS)
     assert {p["colour_strength"] for p in record["pretrained"] if p["arm"] == "MoCo v2"} == {1.0}
-    assert not any(p["arm"] == "InsLoc" for p in record["pretrained"])  # baselines only
+    assert not any(p["arm"] == "InsLoc" for p in record["pretrained"] + record["settings"])  # baselines only
+    assert (record["chosen"]["queue"], record["chosen"]["lr"]) in reproduce.SETTINGS
+    settings = sorted((p["seed"], p["queue"], p["lr"]) for p in record["settings"])  # stage 2: both seeds each
+    assert settings == sorted((s, q, lr) for s in reproduce.SETTING_SEEDS for q, lr in reproduce.SETTINGS)
+    assert all(p["colour_strength"] == record["chosen"]["colour_strength"] and p["epochs"] == record["chosen"]["epochs"]
+               for p in record["settings"])
+    stage1 = [p for p in record["pretrained"] if p["arm"] == "InsLoc, no box aug"]
+    assert {(p["queue"], p["lr"]) for p in stage1} == {(1024, 0.015)}  # stage 1 keeps its queue and rate
 
 
-def _baseline(colour_strength, epochs, drop, gap, k=1024):
+def _baseline(colour_strength, epochs, drop, gap, k=1024, lr=0.015, seed=100):
     ln = math.log(k + 1)
-    return {"colour_strength": colour_strength, "epochs": epochs, "queue": k,
+    return {"colour_strength": colour_strength, "epochs": epochs, "queue": k, "lr": lr, "seed": seed,
             "final": {"loss_p2": ln - drop, "loss_p5": ln - drop - 0.3, "acc_p5": 0.5},
             "probe": {"true_boxes": [0, 0, 0, 0.2], "jittered": [0, 0, 0, 0.2 - gap]}}
 
@@ -46,6 +54,19 @@ def test_regime_rule_takes_the_strongest_qualifying_colour_then_the_smaller_budg
     assert reproduce.choose_regime(runs)[1] == {"colour_strength": 0.0, "epochs": large}
 
 
+def test_setting_rule_takes_the_first_qualifying_setting_without_a_collapsed_seed():
+    drops = {(1024, 0.015): (1.2, 1.6), (1024, 0.0075): (2.9, 0.4), (256, 0.015): (1.5, 1.6), (256, 0.0075): (2, 2)}
+    runs = [_baseline(0.0, 80, d, 0.1, k, lr, seed)
+            for (k, lr), pair in drops.items() for seed, d in zip(reproduce.SETTING_SEEDS, pair)]
+    rows, chosen = reproduce.choose_setting(runs)
+    # (1,024, 0.015): mean 1.40; (1,024, 0.0075): mean 1.65 but one seed collapsed; (256, 0.015): mean 1.55
+    assert chosen == {"queue": 256, "lr": 0.015} and [r[-1] for r in rows] == ["no", "no", "yes", "yes"]
+    assert rows[1][2:4] == ["2.90, 0.40", "1.65"]
+    for run in runs:  # no box sensitivity: nothing qualifies, the largest mean drop is taken
+        run["probe"]["jittered"][3] = 0.16
+    assert reproduce.choose_setting(runs)[1] == {"queue": 256, "lr": 0.0075}
+
+
 def test_tiny_report_smoke_and_report_only(tmp_path):
     path = reproduce.run_tiny(tmp_path, [0], workers=1, smoke=True)
     text = path.read_text()
@@ -59,6 +80,7 @@ def test_tiny_report_smoke_and_report_only(tmp_path):
     assert pretrained["InsLoc"]["probe"]["jittered"] and "probe" not in pretrained["MoCo v2"]
     colour = record["regime"]["colour_strength"]
     assert colour == 0.0  # configs/tiny.yaml: the sweep's choice
+    assert (record["regime"]["queue"], record["regime"]["lr"]) == (256, 0.015)  # configs/tiny.yaml: stage 2's choice
     assert all(r["colour_strength"] == colour and f"-c{colour:g}-" in r["run_dir"] for r in record["pretrained"])
     assert record["transferred"][-1]["untouched_parameters"] is None  # random init loads nothing
     (tmp_path / "report.md").unlink()

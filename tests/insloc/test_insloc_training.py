@@ -148,6 +148,8 @@ def test_box_robustness_probe_on_a_tiny_run(tmp_path):
                  max_iterations=1)
     refused = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "moco")])
     assert refused.exit_code != 0 and "needs InsLoc's RoI head" in refused.output
+    missing = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "nope")])
+    assert missing.exit_code != 0 and f"--ckpt {tmp_path / 'nope'}: no such file" in missing.output  # its own flag
 
 
 def test_the_probe_jitter_stays_in_its_iou_band():
