@@ -77,9 +77,9 @@ SETTING_RULE = (
     "nats below ln(K + 1) on every level (smallest level, mean over the two seeds), neither seed has collapsed "
     "(smallest-level drop >= 0.5 nats) and its P5 retrieval with jittered boxes is >= 0.05 below that with true "
     "boxes (mean). Taken: the first qualifying setting in the order (1,024, 0.015), (1,024, 0.0075), (256, 0.015), "
-    "(256, 0.0075) (the spec's calibration first; the learning rate, which no InsLoc run has tried, before the "
-    "queue); if none qualifies, the setting with the largest mean drop. The report then uses seeds 3, 4, 5, which no "
-    "run has used before."
+    "(256, 0.0075) (the spec's calibration first; the learning rate, which the post-hoc check had not varied, "
+    "before the queue); if none qualifies, the setting with the largest mean drop. The report then uses seeds 3, 4, "
+    "5, which no run has used before."
 )
 GATES = (
     "Gates, written before any InsLoc-with-box-augmentation run (spec §8.3): (1) pretext: InsLoc's loss falls by "
