@@ -4,6 +4,7 @@ For ``count`` composite pairs of the run's data: the query view's object is pool
 IoU 0.5-0.6 with the pasted box, from the run's anchor grid), the key view's with its true box, both by the same
 encoder in evaluation mode; the probe is the top-1 retrieval accuracy of the right key among the ``count`` keys, per
 FPN level, beside the same retrieval with true boxes on both sides (what a perfectly box-robust encoder keeps).
+Beside it, the signs of a collapsed RoI head (:func:`collapse_signs`).
 """
 
 from __future__ import annotations
@@ -51,12 +52,38 @@ def box_robustness(encoder: InsLocFPN, pairs: CompositionPairs, count: int, cfg:
     return out
 
 
+@torch.no_grad()
+def collapse_signs(encoder: InsLocFPN, pairs: CompositionPairs, count: int) -> dict[str, list[float]]:
+    """Signs of a collapsed RoI head, on the key views of ``count`` composites pooled with their true boxes on every
+    level: ``dead_fc``, per fc layer of the head, the share of units that fire on none of them (the dead units spec
+    §8.2 saw after too high a learning rate); ``cosine``, per level, the mean cosine between the embeddings of
+    different composites (0 for spread embeddings, 1 when every object embeds the same)."""
+    items = [pairs[i] for i in range(min(count, len(pairs)))]
+    images, boxes = torch.stack([item[2] for item in items]), torch.stack([item[3] for item in items])
+    fired: list[Tensor] = []
+    hooks = [layer.register_forward_hook(lambda _m, _i, out: fired.append(out > 0)) for layer in encoder.head.fcs]
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        embeddings = encoder(images, [boxes] * len(encoder.levels))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        encoder.train(was_training)
+    fcs = len(encoder.head.fcs)  # fired: every level's pass through fc 1, fc 2, ...
+    dead = [1 - float(torch.cat(fired[i::fcs]).any(dim=0).float().mean()) for i in range(fcs)]
+    n = embeddings.shape[1]
+    cosine = [float(((e @ e.T).sum() - e.pow(2).sum()) / (n * n - n)) for e in embeddings]
+    return {"dead_fc": dead, "cosine": cosine}
+
+
 @click.command()
 @click.option("--ckpt", required=True, help="An insloc.train run dir or snapshot (method insloc).")
 @click.option("--count", default=256, show_default=True, type=click.IntRange(min=2), help="Composite pairs probed.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the probe's composites and jitter.")
 def main(ckpt: str, count: int, seed: int) -> None:
-    """Box-augmentation robustness (retrieval with jittered query boxes) per FPN level, as JSON."""
+    """Box-augmentation robustness (retrieval with jittered query boxes) per FPN level and the signs of a collapsed
+    RoI head, as JSON."""
     configure_threads()
     with user_errors():
         path = checkpoint.resolve_resume(ckpt, flag="--ckpt")
@@ -69,7 +96,9 @@ def main(ckpt: str, count: int, seed: int) -> None:
         model = build_model(cfg)
         checkpoint.load_module_state(model, checkpoint.saved_module(saved, "model", str(path)), "model", str(path))
         cfg.seed = 10_000 + seed  # composites the run never drew
-        result = box_robustness(model.encoder_q, build_dataset(cfg), count, cfg, seed)
+        pairs = build_dataset(cfg)
+        result = {**box_robustness(model.encoder_q, pairs, count, cfg, seed),
+                  **collapse_signs(model.encoder_q, pairs, count)}
     click.echo(json.dumps(result))
 
 

@@ -14,7 +14,7 @@ def test_sweep_smoke_applies_the_rule(tmp_path):
     path = reproduce.run_sweep(tmp_path, workers=1, smoke=True)
     text = path.read_text()
     assert "**Stage 1 chose:" in text and "**Stage 2 chose:" in text and reproduce.SELECTION_RULE in text
-    assert reproduce.SETTING_RULE in text
+    assert reproduce.SETTING_RULE in text and "**Stage 3 chose:" in text and reproduce.STABILITY_RULE in text
     record = json.loads((tmp_path / "sweep.json").read_text())
     assert record["chosen"]["labelled"] in reproduce.LABELLED
     assert record["chosen"]["epochs"] in reproduce.PRETRAIN_EPOCHS
@@ -30,6 +30,10 @@ def test_sweep_smoke_applies_the_rule(tmp_path):
     assert settings == sorted((s, q, lr) for s in reproduce.SETTING_SEEDS for q, lr in reproduce.SETTINGS)
     assert all(p["colour_strength"] == record["chosen"]["colour_strength"] and p["epochs"] == record["chosen"]["epochs"]
                for p in record["settings"])
+    assert record["chosen"]["lr"] in reproduce.RATES
+    rates = sorted((p["seed"], p["lr"]) for p in record["rates"])  # stage 3: every seed and rate, at stage 2's queue
+    assert rates == sorted((s, lr) for s in reproduce.STABILITY_SEEDS for lr in reproduce.RATES)
+    assert {p["queue"] for p in record["rates"]} == {record["chosen"]["queue"]}
     stage1 = [p for p in record["pretrained"] if p["arm"] == "InsLoc, no box aug"]
     assert {(p["queue"], p["lr"]) for p in stage1} == {(1024, 0.015)}  # stage 1 keeps its queue and rate
 
@@ -65,6 +69,19 @@ def test_setting_rule_takes_the_first_qualifying_setting_without_a_collapsed_see
     for run in runs:  # no box sensitivity: nothing qualifies, the largest mean drop is taken
         run["probe"]["jittered"][3] = 0.16
     assert reproduce.choose_setting(runs)[1] == {"queue": 256, "lr": 0.0075}
+
+
+def test_rate_rule_takes_the_first_rate_without_a_collapsed_seed():
+    drops = {0.015: (1.9, 1.6, 2.0, 0.1, 2.2), 0.0075: (2.0, 1.9, 1.8, 1.7, 1.6), 0.00375: (1.8, 1.8, 1.8, 1.8, 1.8)}
+    runs = [_baseline(0.0, 80, d, 0.1, 256, lr, seed)
+            for lr, five in drops.items() for seed, d in zip(reproduce.STABILITY_SEEDS, five)]
+    runs.append(_baseline(0.0, 80, 0.0, 0.1, 1024, 0.0075, 100))  # another queue: not counted
+    rows, chosen = reproduce.choose_rate(runs, 256)
+    assert chosen == 0.0075 and [r[-1] for r in rows] == ["no", "yes", "yes"]  # 0.015: mean 1.56, one collapse
+    assert rows[0][2:4] == ["1.56", "1 of 5"] and rows[1][3] == "0 of 5"
+    for run in runs:  # no box sensitivity: nothing qualifies; the fewest collapses, then the largest mean drop
+        run["probe"]["jittered"][3] = 0.16
+    assert reproduce.choose_rate(runs, 256)[1] == 0.0075
 
 
 def test_tiny_report_smoke_and_report_only(tmp_path):
@@ -103,4 +120,11 @@ def test_gates_follow_the_written_rule():
     assert gain.startswith("+0.067") and "2/3 seeds" in gain and gain_ok == "yes"
     runs["InsLoc"][1]["probe"]["jittered"][3] = 0.25  # one win of three: the gate fails though the mean is > 0
     assert reproduce.gate_rows(runs)[1][2] == "**no**"
+    runs["InsLoc"] += [run("InsLoc", s, ln - 2, j) for s, j in zip(range(3, 6), (0.5, 0.5, 0.2))]
+    runs["InsLoc, no box aug"] += [run("InsLoc, no box aug", s, ln - 2, 0.3) for s in range(3, 6)]
+    _, gain, holds = reproduce.gate_rows(runs)[1]  # six pooled seeds: two thirds of them (four) are needed
+    assert "3/6 seeds" in gain and holds == "**no**"
+    runs["InsLoc"][-1]["probe"]["jittered"][3] = 0.4
+    _, gain, holds = reproduce.gate_rows(runs)[1]
+    assert "4/6 seeds" in gain and holds == "yes"
 

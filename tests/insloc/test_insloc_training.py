@@ -142,14 +142,40 @@ def test_box_robustness_probe_on_a_tiny_run(tmp_path):
     result = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "insloc"), "--count", "16"])
     assert result.exit_code == 0, result.output
     probe = json.loads(result.output)
-    assert set(probe) == {"jittered", "true_boxes"}
-    assert all(len(v) == 4 and all(0 <= x <= 1 for x in v) for v in probe.values())
+    assert set(probe) == {"jittered", "true_boxes", "dead_fc", "cosine"}
+    assert all(len(probe[k]) == 4 and all(0 <= x <= 1 for x in probe[k]) for k in ("jittered", "true_boxes"))
+    assert len(probe["dead_fc"]) == 2 and len(probe["cosine"]) == 4
     train_insloc(load_config(InsLocConfig, config_path("tiny"), [*sets, "method=moco"]), tmp_path / "moco",
                  max_iterations=1)
     refused = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "moco")])
     assert refused.exit_code != 0 and "needs InsLoc's RoI head" in refused.output
     missing = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "nope")])
     assert missing.exit_code != 0 and f"--ckpt {tmp_path / 'nope'}: no such file" in missing.output  # its own flag
+
+
+def test_collapse_signs_count_dead_units_and_the_cosine_of_different_objects():
+    from insloc.eval import collapse_signs
+    from insloc.model import InsLocFPN
+
+    torch.manual_seed(0)
+    encoder = InsLocFPN(fpn_channels=8, roi_size=2, head_convs=1, fc=6, dim=4, block="basic", layers=(1, 1, 1, 1),
+                        width=4)
+    images = torch.randn(5, 3, 32, 32)
+    pairs = [(None, None, image, torch.tensor([4.0, 4.0, 28.0, 24.0])) for image in images]
+    with torch.no_grad():
+        encoder.head.fcs[1].bias[:4] = -1e4  # four of six fc 2 units can never fire
+        encoder.head.fcs[1].bias[4:] = 1e4  # two always fire
+    signs = collapse_signs(encoder.train(), pairs, 5)
+    assert signs["dead_fc"][1] == pytest.approx(4 / 6) and encoder.training  # its mode is given back
+    assert 0 <= signs["dead_fc"][0] < 1
+    with torch.no_grad():
+        e = encoder.eval()(images, [pairs[0][3].expand(5, 4)] * 4)[3]
+    assert signs["cosine"][3] == pytest.approx(float((e @ e.T)[~torch.eye(5, dtype=torch.bool)].mean()), abs=1e-6)
+    with torch.no_grad():
+        encoder.head.fcs[1].bias[4:] = -1e4  # every fc 2 unit dead: every object embeds as the projection's bias
+        encoder.head.projection.bias.fill_(0.5)
+    signs = collapse_signs(encoder, pairs, 5)
+    assert signs["dead_fc"][1] == 1 and signs["cosine"] == pytest.approx([1.0] * 4, abs=1e-6)
 
 
 def test_the_probe_jitter_stays_in_its_iou_band():
