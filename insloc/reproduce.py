@@ -9,7 +9,7 @@ The regime (labelled scenes, colour augmentation strength, pretraining budget; t
 chosen by the **baselines alone** (``--sweep``: stage 1 on seed 100, rule :data:`SELECTION_RULE`; stage 2 on seeds
 100 and 101, rule :data:`SETTING_RULE`; stage 3, the learning rate again on seeds 100-104, rule
 :data:`STABILITY_RULE`). Arms, seeds 3, 4, 5 (pretraining and fine-tuning seed; 0-2 reported the
-stage-1 regime, README), one thread each in parallel: InsLoc; the control InsLoc **without box
+stage-1 regime; the README's report adds 6, 7, 8), one thread each in parallel: InsLoc; the control InsLoc **without box
 augmentation** (the mechanism the paper adds on top of copy-paste composition); MoCo v2 (image level, global pooling:
 the baseline of every paper row); random initialisation (transfer only). Measured: the pretext loss per level, the
 box-robustness probe (:func:`insloc.eval.box_robustness`), and the transfer box AP / AP50 / AP75 (reported, not
@@ -359,7 +359,7 @@ def run_sweep(out: Path, workers: int, smoke: bool) -> Path:
     setting_rows, setting = choose_setting(settled)
     stable = stage_three(out, regime, setting["queue"], workers, smoke, settled)
     rate_rows, rate = choose_rate(stable, setting["queue"])
-    report = Report(out, "InsLoc tiny: regime sweep (seeds 100 and 101, baselines only)")
+    report = Report(out, "InsLoc tiny: regime sweep (seeds 100-104, baselines only)")
     report.text("Stage 1. " + SELECTION_RULE + (" **Smoke run: numbers mean nothing.**" if smoke else ""))
     report.table(["labelled scenes", "random init AP", f"MoCo v2 ({large} ep, colour 1) AP",
                   f"InsLoc, no box aug ({large} ep) AP", "random init learns"], rows)
