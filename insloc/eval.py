@@ -22,7 +22,7 @@ from common.threads import configure_threads
 from insloc.box_aug import grid_anchors, jitter_boxes
 from insloc.config import InsLocConfig
 from insloc.data import CompositionPairs
-from insloc.model import InsLocFPN
+from insloc.model import InsLocC4, InsLocFPN
 from insloc.training import build_dataset, build_model
 
 
@@ -33,8 +33,8 @@ def _retrieval(q: Tensor, k: Tensor) -> list[float]:
 
 
 @torch.no_grad()
-def box_robustness(encoder: InsLocFPN, pairs: CompositionPairs, count: int, cfg: InsLocConfig, seed: int = 0,
-                   iou_range: tuple[float, float] = (0.5, 0.6)) -> dict[str, list[float]]:
+def box_robustness(encoder: InsLocFPN | InsLocC4, pairs: CompositionPairs, count: int, cfg: InsLocConfig,
+                   seed: int = 0, iou_range: tuple[float, float] = (0.5, 0.6)) -> dict[str, list[float]]:
     """Retrieval top-1 per level with jittered query boxes, and with true boxes."""
     items = [pairs[i] for i in range(min(count, len(pairs)))]
     q_img, q_box, k_img, k_box = (torch.stack(parts) for parts in zip(*items))
@@ -53,7 +53,7 @@ def box_robustness(encoder: InsLocFPN, pairs: CompositionPairs, count: int, cfg:
 
 
 @torch.no_grad()
-def collapse_signs(encoder: InsLocFPN, pairs: CompositionPairs, count: int) -> dict[str, list[float]]:
+def collapse_signs(encoder: InsLocFPN | InsLocC4, pairs: CompositionPairs, count: int) -> dict[str, list[float]]:
     """Signs of a collapsed RoI head, on the key views of ``count`` composites pooled with their true boxes on every
     level: ``dead_fc``, per fc layer of the head, the share of units that fire on none of them (the dead units spec
     §8.2 saw after too high a learning rate); ``cosine``, per level, the mean cosine between the embeddings of
@@ -90,11 +90,12 @@ def main(ckpt: str, count: int, seed: int) -> None:
         saved = checkpoint.load_checkpoint(path)
         if saved.get("config") is None:
             raise checkpoint.CheckpointError(f"{path} holds no config: not an insloc.train snapshot")
+        state = checkpoint.saved_module(saved, "model", str(path))  # first: another package's names its modules
         cfg = config_from_dict(InsLocConfig, saved["config"], source=str(path))
         if cfg.method != "insloc":
             raise checkpoint.CheckpointError(f"{path} is a {cfg.method} run: the probe needs InsLoc's RoI head")
         model = build_model(cfg)
-        checkpoint.load_module_state(model, checkpoint.saved_module(saved, "model", str(path)), "model", str(path))
+        checkpoint.load_module_state(model, state, "model", str(path))
         cfg.seed = 10_000 + seed  # composites the run never drew
         pairs = build_dataset(cfg)
         result = {**box_robustness(model.encoder_q, pairs, count, cfg, seed),

@@ -259,14 +259,21 @@ def choose_regime(baselines: list[dict[str, Any]]) -> tuple[list[list[str]], dic
     return rows, chosen
 
 
+def drops_and_gaps(baselines: list[dict[str, Any]], queue: int, lr: float, seeds: Sequence[int]
+                   ) -> tuple[list[float], list[float]]:
+    """Per seed (in order) of the runs at (``queue``, ``lr``): the smallest-level loss drop and the P5 retrieval
+    with true boxes minus that with jittered boxes."""
+    runs = sorted((p for p in baselines if p["queue"] == queue and p["lr"] == lr and p["seed"] in seeds),
+                  key=lambda p: p["seed"])
+    return [smallest_drop(p) for p in runs], [p["probe"]["true_boxes"][-1] - p["probe"]["jittered"][-1] for p in runs]
+
+
 def choose_setting(baselines: list[dict[str, Any]]) -> tuple[list[list[str]], dict[str, float]]:
     """:data:`SETTING_RULE` on the no-box-augmentation baseline's stage-2 records (both seeds of every setting):
     table rows and the chosen {queue, lr}."""
     rows, scored = [], []
     for queue, lr in SETTINGS:
-        runs = sorted((p for p in baselines if p["queue"] == queue and p["lr"] == lr), key=lambda p: p["seed"])
-        drops = [smallest_drop(p) for p in runs]
-        gaps = [p["probe"]["true_boxes"][-1] - p["probe"]["jittered"][-1] for p in runs]
+        drops, gaps = drops_and_gaps(baselines, queue, lr, SETTING_SEEDS)
         drop, gap = statistics.mean(drops), statistics.mean(gaps)
         ok = drop >= 1.5 and min(drops) >= 0.5 and gap >= 0.05
         scored.append(({"queue": queue, "lr": lr}, drop, ok))
@@ -312,10 +319,7 @@ def choose_rate(baselines: list[dict[str, Any]], queue: int) -> tuple[list[list[
     :data:`STABILITY_SEEDS` for every rate of :data:`RATES`): table rows and the chosen learning rate."""
     rows, scored = [], []
     for lr in RATES:
-        runs = sorted((p for p in baselines if p["queue"] == queue and p["lr"] == lr
-                       and p["seed"] in STABILITY_SEEDS), key=lambda p: p["seed"])
-        drops = [smallest_drop(p) for p in runs]
-        gaps = [p["probe"]["true_boxes"][-1] - p["probe"]["jittered"][-1] for p in runs]
+        drops, gaps = drops_and_gaps(baselines, queue, lr, STABILITY_SEEDS)
         drop, gap, collapsed = statistics.mean(drops), statistics.mean(gaps), sum(d < 0.5 for d in drops)
         ok = drop >= 1.5 and collapsed == 0 and gap >= 0.05
         scored.append((lr, collapsed, drop, ok))
@@ -435,9 +439,13 @@ def gate_rows(pretrained: dict[str, list[dict[str, Any]]]) -> list[list[str]]:
 def seed_rows(pretrained: dict[str, list[dict[str, Any]]]) -> list[list[str]]:
     """Per InsLoc-arm run: seed, smallest-level loss drop, P5 true-minus-jittered retrieval, dead units of each head
     fc layer, P5 cosine."""
+    def signs(r: dict[str, Any]) -> list[str]:  # "-": a record written before the signs were recorded
+        if "collapse" not in r:
+            return ["-", "-", "-"]
+        return [*(f"{d:.2f}" for d in r["collapse"]["dead_fc"]), f"{r['collapse']['cosine'][-1]:.3f}"]
+
     return [[arm, str(r["seed"]), f"{smallest_drop(r):.2f}",
-             f"{r['probe']['true_boxes'][-1] - r['probe']['jittered'][-1]:.3f}",
-             *(f"{d:.2f}" for d in r["collapse"]["dead_fc"]), f"{r['collapse']['cosine'][-1]:.3f}"]
+             f"{r['probe']['true_boxes'][-1] - r['probe']['jittered'][-1]:.3f}", *signs(r)]
             for arm in ("InsLoc", "InsLoc, no box aug") for r in sorted(pretrained[arm], key=lambda r: r["seed"])]
 
 

@@ -95,6 +95,7 @@ def test_tiny_report_smoke_and_report_only(tmp_path):
     assert [r["arm"] for r in record["transferred"]] == list(reproduce.ARMS)
     pretrained = {r["arm"]: r for r in record["pretrained"]}
     assert pretrained["InsLoc"]["probe"]["jittered"] and "probe" not in pretrained["MoCo v2"]
+    assert len(pretrained["InsLoc"]["collapse"]["dead_fc"]) == 2 and "collapse" not in pretrained["MoCo v2"]
     colour = record["regime"]["colour_strength"]
     assert colour == 0.0  # configs/tiny.yaml: the sweep's choice
     assert (record["regime"]["queue"], record["regime"]["lr"]) == (256, 0.015)  # configs/tiny.yaml: stage 2's choice
@@ -103,6 +104,11 @@ def test_tiny_report_smoke_and_report_only(tmp_path):
     (tmp_path / "report.md").unlink()
     result = CliRunner().invoke(reproduce.main, ["--report-only", "--outdir", str(tmp_path)])
     assert result.exit_code == 0 and (tmp_path / "report.md").read_text() == text, result.output
+    for r in record["pretrained"]:  # a record written before the collapse signs were recorded
+        r.pop("collapse", None)
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    result = CliRunner().invoke(reproduce.main, ["--report-only", "--outdir", str(tmp_path)])
+    assert result.exit_code == 0 and "| - | - | - |" in (tmp_path / "report.md").read_text(), result.output
 
 
 def test_gates_follow_the_written_rule():

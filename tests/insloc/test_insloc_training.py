@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from common.checkpoint import load_checkpoint, resolve_resume
+from common.checkpoint import capture, load_checkpoint, resolve_resume
 from common.config import ConfigError, load_config
 from insloc.config import InsLocConfig, config_names, config_path
 from insloc.training import EpochSampler, build_model, learning_rate, train_insloc
@@ -151,6 +151,13 @@ def test_box_robustness_probe_on_a_tiny_run(tmp_path):
     assert refused.exit_code != 0 and "needs InsLoc's RoI head" in refused.output
     missing = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "nope")])
     assert missing.exit_code != 0 and f"--ckpt {tmp_path / 'nope'}: no such file" in missing.output  # its own flag
+    other = tmp_path / "cmpl" / "snapshot-000000002.pt"  # another package's run, as common.checkpoint writes it
+    other.parent.mkdir()
+    torch.save(capture(2, {"primary": torch.nn.Linear(2, 2), "aux": torch.nn.Linear(2, 2)},
+                       config={"seed": 0, "primary": {"arch": "r2plus1d"}}), other)
+    refused = CliRunner().invoke(main, ["--ckpt", str(other.parent)])
+    assert refused.exit_code != 0 and "has no module named model (it has: primary, aux)" in refused.output
+    assert "Traceback" not in refused.output and sorted(p.name for p in other.parent.iterdir()) == [other.name]
 
 
 def test_collapse_signs_count_dead_units_and_the_cosine_of_different_objects():
