@@ -8,8 +8,9 @@ R-CNN of the same sizes fine-tuned on procedural COCO-format scenes (the COCO st
 The regime (labelled scenes, colour augmentation strength, pretraining budget; then queue size and learning rate) is
 chosen by the **baselines alone** (``--sweep``: stage 1 on seed 100, rule :data:`SELECTION_RULE`; stage 2 on seeds
 100 and 101, rule :data:`SETTING_RULE`; stage 3, the learning rate again on seeds 100-104, rule
-:data:`STABILITY_RULE`). Arms, seeds 3, 4, 5 (pretraining and fine-tuning seed; 0-2 reported the
-stage-1 regime; the README's report adds 6, 7, 8), one thread each in parallel: InsLoc; the control InsLoc **without box
+:data:`STABILITY_RULE`; stage 4, stage 3's records with a stricter floor, rule :data:`MARGIN_RULE`). Arms, seeds
+9, 10, 11 (pretraining and fine-tuning seed; 0-2 reported stage 1's regime, 3-8 stage 3's; the README's report adds
+12, 13, 14), one thread each in parallel: InsLoc; the control InsLoc **without box
 augmentation** (the mechanism the paper adds on top of copy-paste composition); MoCo v2 (image level, global pooling:
 the baseline of every paper row); random initialisation (transfer only). Measured: the pretext loss per level, the
 box-robustness probe (:func:`insloc.eval.box_robustness`), and the transfer box AP / AP50 / AP75 (reported, not
@@ -49,7 +50,7 @@ from insloc.transfer import evaluate, fine_tune
 
 SWEEP_SEED = 100
 SETTING_SEEDS = (100, 101)  # stage 2 of the sweep
-REPORT_SEEDS = (3, 4, 5)
+REPORT_SEEDS = (9, 10, 11)  # the default report; the README's adds 12, 13, 14 (stage 4)
 LABELLED = (32, 64, 128, 256)  # labelled training scenes, fewest first
 TEST_SCENES = 300
 SCENE_SIZE = 96
@@ -60,6 +61,8 @@ STAGE1 = {"model.queue_size": 1024, "optim.lr": 0.015}  # stage 1's queue and ra
 SETTINGS = ((1024, 0.015), (1024, 0.0075), (256, 0.015), (256, 0.0075))  # stage 2: (queue, lr), in preference order
 STABILITY_SEEDS = (100, 101, 102, 103, 104)  # stage 3: stage 2's two seeds and three fresh ones
 RATES = (0.015, 0.0075, 0.00375)  # stage 3: lr at stage 2's queue, in preference order (0.00375: linear scaling)
+COLLAPSED = 0.5  # nats of smallest-level drop: below it a seed has collapsed (stages 2 and 3)
+NEAR_COLLAPSE = 1.0  # stage 4's floor: below it a seed counts as collapsing
 SELECTION_RULE = (
     "On sweep seed 100 with the baselines only (random init and MoCo v2 transfer; InsLoc without box augmentation "
     "for the pretraining regime), (1) labelled scenes: the fewest of 32 / 64 / 128 / 256 where the random-init "
@@ -95,6 +98,18 @@ STABILITY_RULE = (
     "jittered boxes is >= 0.05 below that with true boxes. Taken: the first qualifying rate in the order 0.015, "
     "0.0075, 0.00375 (stage 2's choice first); if none qualifies, the rate with the fewest collapsed seeds, then the "
     "largest mean drop. The report then uses seeds 6, 7, 8, which no run has used before."
+)
+MARGIN_RULE = (
+    "Stage 4, written before the report it chooses for, with no new runs (after the six-seed report at stage 3's "
+    "choice, lr 0.015, had failed gate 1 because seed 5 of both InsLoc arms collapsed, 41-44 % of the head's second "
+    "fc layer's units dead, while stage 3 had let 0.015 through with baseline seed 103 half-way there: drop 0.78 "
+    "nats, 12 % of that layer dead, P5 cosine 0.51, measured after stage 3; README): stage 3's records read again "
+    "with a near-collapse floor in place of the collapse floor. A rate qualifies when every seed's smallest-level "
+    "drop is >= 1.0 nats (the healthy report seeds fell 1.26-1.62 at 0.015; a seed below 1.0 counts as "
+    "collapsing), the mean drop is >= 1.5 nats and the mean P5 retrieval with jittered boxes is >= 0.05 below that "
+    "with true boxes. Taken: the first qualifying rate in stage 3's order 0.015, 0.0075, 0.00375; if none "
+    "qualifies, the fewest seeds below the floor, then the largest mean drop. The report then uses seeds 9-14, "
+    "which no run has used before, all six pooled (decided with this rule); the default run is seeds 9, 10, 11."
 )
 GATES = (
     "Gates, written before any InsLoc-with-box-augmentation run (spec §8.3): (1) pretext: InsLoc's loss falls by "
@@ -275,7 +290,7 @@ def choose_setting(baselines: list[dict[str, Any]]) -> tuple[list[list[str]], di
     for queue, lr in SETTINGS:
         drops, gaps = drops_and_gaps(baselines, queue, lr, SETTING_SEEDS)
         drop, gap = statistics.mean(drops), statistics.mean(gaps)
-        ok = drop >= 1.5 and min(drops) >= 0.5 and gap >= 0.05
+        ok = drop >= 1.5 and min(drops) >= COLLAPSED and gap >= 0.05
         scored.append(({"queue": queue, "lr": lr}, drop, ok))
         rows.append([f"{queue:,}", f"{lr:g}", per_seed(drops, "{:.2f}"), f"{drop:.2f}", per_seed(gaps, "{:.3f}"),
                      f"{gap:.3f}", "yes" if ok else "no"])
@@ -314,13 +329,16 @@ def stage_three(out: Path, regime: dict[str, float], queue: int, workers: int, s
     return baseline_runs(out, regime, [(queue, lr) for lr in RATES], STABILITY_SEEDS, workers, smoke, done)
 
 
-def choose_rate(baselines: list[dict[str, Any]], queue: int) -> tuple[list[list[str]], float]:
-    """:data:`STABILITY_RULE` on the no-box-augmentation baseline's records at ``queue`` (every seed of
-    :data:`STABILITY_SEEDS` for every rate of :data:`RATES`): table rows and the chosen learning rate."""
+def choose_rate(baselines: list[dict[str, Any]], queue: int, floor: float = COLLAPSED
+                ) -> tuple[list[list[str]], float]:
+    """:data:`STABILITY_RULE` (``floor`` :data:`COLLAPSED`) or :data:`MARGIN_RULE` (``floor``
+    :data:`NEAR_COLLAPSE`) on the no-box-augmentation baseline's records at ``queue`` (every seed of
+    :data:`STABILITY_SEEDS` for every rate of :data:`RATES`): table rows and the chosen learning rate; a seed whose
+    smallest-level drop is below ``floor`` disqualifies its rate."""
     rows, scored = [], []
     for lr in RATES:
         drops, gaps = drops_and_gaps(baselines, queue, lr, STABILITY_SEEDS)
-        drop, gap, collapsed = statistics.mean(drops), statistics.mean(gaps), sum(d < 0.5 for d in drops)
+        drop, gap, collapsed = statistics.mean(drops), statistics.mean(gaps), sum(d < floor for d in drops)
         ok = drop >= 1.5 and collapsed == 0 and gap >= 0.05
         scored.append((lr, collapsed, drop, ok))
         rows.append([f"{lr:g}", per_seed(drops, "{:.2f}"), f"{drop:.2f}", f"{collapsed} of {len(drops)}",
@@ -336,7 +354,7 @@ def run_sweep(out: Path, workers: int, smoke: bool) -> Path:
     transfers at the official colour augmentation and the larger budget (for reading). Stage 2 (seeds 100, 101):
     the no-box-augmentation InsLoc at stage 1's choice and every (queue, lr) of :data:`SETTINGS` (the first setting
     on seed 100 is stage 1's run). Stage 3 (seeds 100-104): the same baseline at stage 2's queue and every rate of
-    :data:`RATES`."""
+    :data:`RATES`; stage 4 reads stage 3's records with :data:`MARGIN_RULE`."""
     large = PRETRAIN_EPOCHS[-1]
     labelled = list(LABELLED)
     plain, moco = ARMS["InsLoc, no box aug"], ARMS["MoCo v2"]
@@ -362,7 +380,8 @@ def run_sweep(out: Path, workers: int, smoke: bool) -> Path:
     settled = stage_two(out, regime, workers, smoke, pretrained)
     setting_rows, setting = choose_setting(settled)
     stable = stage_three(out, regime, setting["queue"], workers, smoke, settled)
-    rate_rows, rate = choose_rate(stable, setting["queue"])
+    rate_rows, stage3_rate = choose_rate(stable, setting["queue"])
+    margin_rows, rate = choose_rate(stable, setting["queue"], NEAR_COLLAPSE)
     report = Report(out, "InsLoc tiny: regime sweep (seeds 100-104, baselines only)")
     report.text("Stage 1. " + SELECTION_RULE + (" **Smoke run: numbers mean nothing.**" if smoke else ""))
     report.table(["labelled scenes", "random init AP", f"MoCo v2 ({large} ep, colour 1) AP",
@@ -376,11 +395,16 @@ def run_sweep(out: Path, workers: int, smoke: bool) -> Path:
                   "P5 true - jittered retrieval, per seed", "mean", "qualifies"], setting_rows)
     report.text(f"**Stage 2 chose: queue {setting['queue']:,}, lr {setting['lr']:g}.**")
     report.text(STABILITY_RULE)
-    report.table(["lr", "no-box-aug: smallest loss drop (nats), per seed", "mean", "collapsed",
-                  "P5 true - jittered retrieval, per seed", "mean", "qualifies"], rate_rows)
-    report.text(f"**Stage 3 chose: lr {rate:g} (queue {setting['queue']:,}).**")
+    rate_header = ["lr", "no-box-aug: smallest loss drop (nats), per seed", "mean", "below {:g} nats",
+                   "P5 true - jittered retrieval, per seed", "mean", "qualifies"]
+    report.table([h.format(COLLAPSED) for h in rate_header], rate_rows)
+    report.text(f"**Stage 3 chose: lr {stage3_rate:g} (queue {setting['queue']:,}).**")
+    report.text(MARGIN_RULE)
+    report.table([h.format(NEAR_COLLAPSE) for h in rate_header], margin_rows)
+    report.text(f"**Stage 4 chose: lr {rate:g} (queue {setting['queue']:,}).**")
     (out / "sweep.json").write_text(json.dumps({"pretrained": pretrained, "settings": settled, "rates": stable,
                                                 "transferred": transferred,
+                                                "stage3_lr": stage3_rate,
                                                 "chosen": {"labelled": chosen_labelled, **regime, **setting,
                                                            "lr": rate}}))
     return report.write()
@@ -517,7 +541,7 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
 
 @click.command()
 @reproduce_options("insloc", seeds=REPORT_SEEDS, workers=2)
-@click.option("--sweep", is_flag=True, help="Tiny: the baseline-only regime sweep (seeds 100-104).")
+@click.option("--sweep", is_flag=True, help="Tiny: the baseline-only regime sweep (seeds 100-104, four stages).")
 def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smoke: bool, report_only: bool,
          outdir: str | None, sweep: bool) -> None:
     """Reproduce InsLoc on procedural objects (tiny) or pretrain a paper row on ImageNet."""

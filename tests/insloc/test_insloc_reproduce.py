@@ -15,6 +15,7 @@ def test_sweep_smoke_applies_the_rule(tmp_path):
     text = path.read_text()
     assert "**Stage 1 chose:" in text and "**Stage 2 chose:" in text and reproduce.SELECTION_RULE in text
     assert reproduce.SETTING_RULE in text and "**Stage 3 chose:" in text and reproduce.STABILITY_RULE in text
+    assert "**Stage 4 chose:" in text and reproduce.MARGIN_RULE in text
     record = json.loads((tmp_path / "sweep.json").read_text())
     assert record["chosen"]["labelled"] in reproduce.LABELLED
     assert record["chosen"]["epochs"] in reproduce.PRETRAIN_EPOCHS
@@ -30,7 +31,7 @@ def test_sweep_smoke_applies_the_rule(tmp_path):
     assert settings == sorted((s, q, lr) for s in reproduce.SETTING_SEEDS for q, lr in reproduce.SETTINGS)
     assert all(p["colour_strength"] == record["chosen"]["colour_strength"] and p["epochs"] == record["chosen"]["epochs"]
                for p in record["settings"])
-    assert record["chosen"]["lr"] in reproduce.RATES
+    assert record["chosen"]["lr"] in reproduce.RATES and record["stage3_lr"] in reproduce.RATES
     rates = sorted((p["seed"], p["lr"]) for p in record["rates"])  # stage 3: every seed and rate, at stage 2's queue
     assert rates == sorted((s, lr) for s in reproduce.STABILITY_SEEDS for lr in reproduce.RATES)
     assert {p["queue"] for p in record["rates"]} == {record["chosen"]["queue"]}
@@ -84,6 +85,20 @@ def test_rate_rule_takes_the_first_rate_without_a_collapsed_seed():
     assert reproduce.choose_rate(runs, 256)[1] == 0.0075
 
 
+def test_margin_rule_counts_a_near_collapsed_seed():
+    """Stage 3's recorded drops (README): 0.015 passes the collapse floor with seed 103 at 0.78 nats; stage 4's
+    near-collapse floor of 1.0 excludes it and takes 0.0075 (its weakest seed 1.48)."""
+    drops = {0.015: (1.92, 1.61, 1.87, 0.78, 1.46), 0.0075: (1.97, 1.90, 2.03, 1.48, 1.81),
+             0.00375: (2.00, 1.94, 1.94, 1.79, 1.84)}
+    gaps = {0.015: 0.094, 0.0075: 0.094, 0.00375: 0.072}
+    runs = [_baseline(0.0, 80, d, gaps[lr], 256, lr, seed)
+            for lr, five in drops.items() for seed, d in zip(reproduce.STABILITY_SEEDS, five)]
+    assert reproduce.choose_rate(runs, 256)[1] == 0.015
+    rows, chosen = reproduce.choose_rate(runs, 256, reproduce.NEAR_COLLAPSE)
+    assert chosen == 0.0075 and [r[-1] for r in rows] == ["no", "yes", "yes"] and rows[0][3] == "1 of 5"
+    assert reproduce.REPORT_SEEDS == (9, 10, 11)  # seeds no earlier run used (0-8: earlier reports)
+
+
 def test_tiny_report_smoke_and_report_only(tmp_path):
     path = reproduce.run_tiny(tmp_path, [0], workers=1, smoke=True)
     text = path.read_text()
@@ -98,7 +113,7 @@ def test_tiny_report_smoke_and_report_only(tmp_path):
     assert len(pretrained["InsLoc"]["collapse"]["dead_fc"]) == 2 and "collapse" not in pretrained["MoCo v2"]
     colour = record["regime"]["colour_strength"]
     assert colour == 0.0  # configs/tiny.yaml: the sweep's choice
-    assert (record["regime"]["queue"], record["regime"]["lr"]) == (256, 0.015)  # configs/tiny.yaml: stage 2's choice
+    assert (record["regime"]["queue"], record["regime"]["lr"]) == (256, 0.0075)  # configs/tiny.yaml: stages 2 and 4
     assert all(r["colour_strength"] == colour and f"-c{colour:g}-" in r["run_dir"] for r in record["pretrained"])
     assert record["transferred"][-1]["untouched_parameters"] is None  # random init loads nothing
     (tmp_path / "report.md").unlink()
