@@ -527,14 +527,15 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
                 "shrink), and the signs of a collapsed RoI head (`insloc.eval.collapse_signs`, on the probe's key "
                 "views): the share of each head fc layer's units that fire on none of them, and the mean cosine "
                 "between the P5 embeddings of different composites (1: every object embeds the same).")
-    panels = {arm: {f"P{level} s{r['seed']}": _curve(r["run_dir"], f"loss_p{level}") for r in pre[arm]
-                    for level in (2, 5)} for arm in ("InsLoc", "InsLoc, no box aug")}
-    panels["MoCo v2"] = {f"s{r['seed']}": _curve(r["run_dir"], "loss") for r in pre["MoCo v2"]}
+    panels = {(arm, f"P{level}"): {f"s{r['seed']}": _curve(r["run_dir"], f"loss_p{level}") for r in pre[arm]}
+              for arm in ("InsLoc", "InsLoc, no box aug") for level in (2, 5)}
+    panels[("MoCo v2", "")] = {f"s{r['seed']}": _curve(r["run_dir"], "loss") for r in pre["MoCo v2"]}
     values = [v for panel in panels.values() for _, ys in panel.values() for v in ys]
     ylim = (min(values) - 0.1, max(values) + 0.1) if values else None
-    for arm, panel in panels.items():  # one panel per arm on a shared scale: at most 6 curves each
-        report.curves(f"pretext_loss_{_slug(arm)}.png", panel, f"{arm}: pretext InfoNCE (per seed)", "iteration",
-                      "loss (nats)", ylim)
+    for (arm, level), panel in panels.items():  # one panel per arm and level on a shared scale, a curve per seed
+        name = "_".join(filter(None, ["pretext_loss", _slug(arm), level.lower()]))
+        report.curves(f"{name}.png", panel, f"{arm}: pretext InfoNCE{' on ' + level if level else ''} (per seed)",
+                      "iteration", "loss (nats)", ylim)
     data_grids(report)
     return report.write()
 

@@ -103,8 +103,8 @@ def test_tiny_report_smoke_and_report_only(tmp_path):
     path = reproduce.run_tiny(tmp_path, [0], workers=1, smoke=True)
     text = path.read_text()
     assert "Smoke run" in text and reproduce.GATES in text and "| InsLoc |" in text and "| random init |" in text
-    for png in ("pretext_loss_insloc.png", "pretext_loss_insloc_no_box_aug.png", "pretext_loss_moco_v2.png",
-                "objects.png", "scenes.png"):
+    for png in ("pretext_loss_insloc_p2.png", "pretext_loss_insloc_p5.png", "pretext_loss_insloc_no_box_aug_p2.png",
+                "pretext_loss_insloc_no_box_aug_p5.png", "pretext_loss_moco_v2.png", "objects.png", "scenes.png"):
         assert (tmp_path / png).is_file()
     record = json.loads((tmp_path / "results.json").read_text())
     assert [r["arm"] for r in record["transferred"]] == list(reproduce.ARMS)
