@@ -309,6 +309,9 @@ def paper_row(preset: str, data: str, gpus: int, out: Path) -> None:
     click.echo(done.stdout.strip())
 
 
+RECORD_KEYS = ("regime", "iterations", "seeds", "results")  # results.json keys --report-only reads
+
+
 @click.command()
 @reproduce_options("cmpl", workers=2)
 @click.option("--sweep", is_flag=True, help="Tiny: the baseline-only regime sweep (seed 100).")
@@ -325,7 +328,7 @@ def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smok
         return
     out = Path(outdir or Path("results") / "cmpl" / "tiny")
     if report_only:
-        click.echo(f"wrote {write_report(out, finished_record(out))}")
+        click.echo(f"wrote {write_report(out, finished_record(out, RECORD_KEYS))}")
         return
     click.echo(f"wrote {run_tiny(out, seeds, workers, smoke)}")
 

@@ -405,6 +405,9 @@ def write_sweep(out: Path, results: list[dict[str, Any]], wall: float) -> Path:
     return report.write()
 
 
+RECORD_KEYS = ("wall_seconds", "workers", "results")  # results.json keys --report-only reads
+
+
 @click.command()
 @reproduce_options("eqgan")
 @click.option("--sweep", is_flag=True, help="Tiny: the baseline-only regime sweep (seed 100) instead.")
@@ -418,7 +421,7 @@ def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smok
         paper_row("eqgan", preset, data, gpus, out)
         return
     if report_only:
-        record = finished_record(out)
+        record = finished_record(out, RECORD_KEYS)
         click.echo(f"wrote {write_report(out, record['results'], record['wall_seconds'], record['workers'])}")
         return
     out.mkdir(parents=True, exist_ok=True)

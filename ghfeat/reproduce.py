@@ -344,6 +344,9 @@ def paper_row(preset: str, data: str, gpus: int, generator: str | None, seed: in
             sys.exit(1)
 
 
+RECORD_KEYS = ("seeds", "iterations", "train", "results")  # results.json keys --report-only reads
+
+
 @click.command()
 @reproduce_options("ghfeat", workers=3)  # one process per seed: 3 one-thread processes share 2 cores best
 @click.option("--sweep", is_flag=True, help="Tiny: the encoder-budget sweep (seed 100, reconstruction only).")
@@ -362,7 +365,7 @@ def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smok
         return
     out = Path(outdir or Path("results") / "ghfeat" / "tiny")
     if report_only:
-        click.echo(f"wrote {write_report(out, finished_record(out))}")
+        click.echo(f"wrote {write_report(out, finished_record(out, RECORD_KEYS))}")
         return
     click.echo(f"wrote {run_tiny(out, seeds, workers, smoke, generator or TINY_SOURCE)}")
 

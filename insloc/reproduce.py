@@ -540,6 +540,9 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
     return report.write()
 
 
+RECORD_KEYS = ("regime", "seeds", "pretrained", "transferred")  # results.json keys --report-only reads
+
+
 @click.command()
 @reproduce_options("insloc", seeds=REPORT_SEEDS, workers=2)
 @click.option("--sweep", is_flag=True, help="Tiny: the baseline-only regime sweep (seeds 100-104, four stages).")
@@ -556,7 +559,7 @@ def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smok
         return
     out = Path(outdir or Path("results") / "insloc" / "tiny")
     if report_only:
-        click.echo(f"wrote {write_report(out, finished_record(out))}")
+        click.echo(f"wrote {write_report(out, finished_record(out, RECORD_KEYS))}")
         return
     click.echo(f"wrote {run_tiny(out, seeds, workers, smoke)}")
 

@@ -475,6 +475,9 @@ def paper_row(preset: str, data: str, gpus: int, source: str | None, seed: int, 
     sys.exit(subprocess.call(evaluate))
 
 
+RECORD_KEYS = ("results", "source_measures", "source")  # results.json keys --report-only reads
+
+
 @click.command()
 @reproduce_options("oneshot_gan")
 @click.option("--sweep", is_flag=True, help="Tiny: the baseline-only budget sweep (seed 100), not the report.")
@@ -492,7 +495,7 @@ def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smok
         return
     out = Path(outdir or Path("results") / "oneshot_gan" / "tiny")
     if report_only:
-        click.echo(f"wrote {write_report(out, finished_record(out))}")
+        click.echo(f"wrote {write_report(out, finished_record(out, RECORD_KEYS))}")
         return
     click.echo(f"wrote {run_tiny(out, seeds, workers, smoke)}")
 

@@ -313,6 +313,9 @@ def _loss(run_dir: str, key: str) -> tuple[list[float], list[float]]:
     return [s["kimg"] for s in scalars], [s[key] for s in scalars]
 
 
+RECORD_KEYS = ("kimg", "seeds", "runs")  # results.json keys --report-only reads
+
+
 @click.command()
 @reproduce_options("volumegan", workers=2)
 @click.option("--sweep", is_flag=True, help="Tiny: the baseline-only budget sweep (seed 100).")
@@ -335,7 +338,7 @@ def main(preset: str, data: str, gpus: int, seeds: list[int], workers: int, smok
         return
     out = Path(outdir or Path("results") / "volumegan" / "tiny")
     if report_only:
-        click.echo(f"wrote {write_report(out, finished_record(out))}")
+        click.echo(f"wrote {write_report(out, finished_record(out, RECORD_KEYS))}")
         return
     click.echo(f"wrote {run_tiny(out, seeds, workers, smoke)}")
 

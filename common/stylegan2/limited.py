@@ -170,10 +170,13 @@ def run_testbed(out: Path, arms: list[str], seeds: list[int], workers: int, smok
     return write_report(out, results, arms, wall, workers, title, groups)
 
 
+RECORD_KEYS = ("wall_seconds", "workers", "results")  # results.json keys --report-only reads
+
+
 def rewrite_report(out: Path, arms: list[str], title: str = "Limited-data testbed",
                    groups: Groups | None = None) -> Path:
     """The report again from ``out/results.json`` and the run dirs, without training (e.g. after a wording fix)."""
-    record = finished_record(out)
+    record = finished_record(out, RECORD_KEYS)
     return write_report(out, record["results"], arms, record["wall_seconds"], record["workers"], title, groups)
 
 

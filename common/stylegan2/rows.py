@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +44,22 @@ def paper_row(package: str, preset: str, data: str, gpus: int, out: Path) -> Non
     sys.exit(subprocess.call(evaluate))
 
 
-def finished_record(out: Path) -> dict[str, Any]:
-    """``out/results.json`` of a finished tiny reproduction, for ``--report-only``; one usage line if there is none."""
+def finished_record(out: Path, keys: Sequence[str]) -> dict[str, Any]:
+    """``out/results.json`` of a finished tiny reproduction, for ``--report-only``; one usage line if there is none,
+    if it is not JSON, or if it lacks one of the top-level ``keys`` the package's report reads (another package's
+    or stage's record)."""
     path = out / "results.json"
     if not path.is_file():
         raise click.UsageError(f"--report-only needs a finished reproduction in {out} (no results.json there)")
-    return json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise click.UsageError(f"{path} is not a readable record ({err}); rerun the reproduction") from None
+    missing = [k for k in keys if not isinstance(record, dict) or k not in record]
+    if missing:
+        raise click.UsageError(f"{path} is not this package's record (no {', '.join(map(repr, missing))}); give "
+                               f"--outdir of a finished reproduction of this package")
+    return record
 
 
 def parse_seeds(ctx: click.Context | None, param: click.Parameter | None, value: str) -> list[int]:
